@@ -84,7 +84,7 @@ def test_bad_corpora_get_clear_errors(tmp_path, clips):
     with pytest.raises(CorpusError, match="no such file or folder"):
         load_corpus(tmp_path / "missing")
     (tmp_path / "plain").mkdir()
-    with pytest.raises(CorpusError, match="metadata.csv"):
+    with pytest.raises(CorpusError, match=r"metadata\.csv"):
         load_corpus(tmp_path / "plain")
     manifest = tmp_path / "bad.jsonl"
     manifest.write_text(json.dumps({"audio_filepath": "nope.wav", "text": "x"}) + "\n")

@@ -102,7 +102,7 @@ def test_minimal_pair_examples_are_ungrammatical_in_the_expected_way():
     gen = TextGenerator(9)
     p = gen.minimal_pair("irregular_past")
     verbs = {v.past: v for v in lexicon().verbs}
-    changed = [b for a, b in zip(p["good"].split(), p["bad"].split()) if a != b][0]
+    changed = next(b for a, b in zip(p["good"].split(), p["bad"].split()) if a != b)
     assert changed.endswith("ed") and changed not in verbs
     with pytest.raises(ValueError, match="unknown minimal-pair type"):
         gen.minimal_pair("nonsense")
