@@ -314,9 +314,10 @@ class TextGenerator:
                 pool = self._adjs_for.get(s.subject.noun.category, [])
                 s = replace(s, subject=replace(s.subject, adjectives=(rng.choice(pool),)))
             sw = s.subject.words()
-            head, adj = sw[-1], sw[-2]
-            det = [article(head)] if sw[0] in ("a", "an") else sw[:-2]
-            return s, "adjective_after_noun", " ".join([*det, head, adj] + s.words()[len(sw) :])
+            head, adj, prefix = sw[-1], sw[-2], sw[:-2]
+            if prefix == ["a"] or prefix == ["an"]:
+                prefix = [article(head)]  # "an old dog" -> "a dog old"
+            return s, "adjective_after_noun", " ".join([*prefix, head, adj] + s.words()[len(sw) :])
         raise ValueError(kind)
 
     # ---- questions about a sentence -----------------------------------------------------------
