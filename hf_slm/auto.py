@@ -31,6 +31,8 @@ class ModelSpec:
     tiny_config: Callable[[], Any]  # a small config for tests (seconds on a CPU)
     example_inputs: Callable[[Any], dict[str, Any]]  # model -> kwargs for forward
     processor_class: type | None = None
+    prepare: Callable[[Any], None] | None = None  # makes a fresh tiny model usable (e.g. sets centroids)
+    trainable: bool = True  # whether forward is differentiable in some parameters
 
     @property
     def model_type(self) -> str:
@@ -51,3 +53,68 @@ def register_model(spec: ModelSpec) -> ModelSpec:
         AutoProcessor.register(spec.config_class, spec.processor_class, exist_ok=True)
     MODEL_REGISTRY[spec.model_type] = spec
     return spec
+
+
+# --- the registrations ---------------------------------------------------------------------------
+def _tiny_waves(model: Any) -> dict[str, Any]:
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    waves = 0.1 * torch.randn(2, 8000, generator=g)
+    mask = torch.ones(2, 8000, dtype=torch.long)
+    mask[1, 6000:] = 0
+    return {"input_values": waves * mask, "attention_mask": mask}
+
+
+def _random_centroids(model: Any) -> None:
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    model.centroids.data.copy_(torch.randn(model.centroids.shape, generator=g))
+    model.is_fitted.fill_(1)
+
+
+def _tiny_units(model: Any) -> dict[str, Any]:
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    units = torch.randint(0, model.config.n_units, (2, 12), generator=g)
+    units[1, 9:] = -1
+    target = 0.1 * torch.randn(2, 12 * model.config.samples_per_unit, generator=g)
+    return {"units": units, "speaker_ids": torch.tensor([0, 1]), "target_values": target}
+
+
+def _register_all() -> None:
+    from hf_slm.units import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
+    from hf_slm.vocoders import UnitVocoder, UnitVocoderConfig
+
+    register_model(
+        ModelSpec(
+            SpeechUnitTokenizerConfig,
+            SpeechUnitTokenizer,
+            ("AutoModel",),
+            tiny_config=lambda: SpeechUnitTokenizerConfig(frontend="mfcc", n_units=16),
+            example_inputs=_tiny_waves,
+            prepare=_random_centroids,
+            trainable=False,
+        )
+    )
+    register_model(
+        ModelSpec(
+            UnitVocoderConfig,
+            UnitVocoder,
+            ("AutoModel",),
+            tiny_config=lambda: UnitVocoderConfig(
+                n_units=16,
+                hidden_size=32,
+                intermediate_size=64,
+                num_unit_layers=1,
+                num_frame_layers=1,
+                speakers=["a"],
+            ),
+            example_inputs=_tiny_units,
+        )
+    )
+
+
+_register_all()

@@ -18,6 +18,7 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
     from hf_slm.data import lexicon, synthesize_corpus
     from hf_slm.data.summary import corpus_summary, plot_utterance, print_summary
 
+    existed = (Path(args.out) / "synth_config.json").exists() and not args.overwrite
     start = time.perf_counter()
     dsd = synthesize_corpus(
         args.out, hours=args.hours, seed=args.seed, num_workers=args.workers, overwrite=args.overwrite
@@ -26,9 +27,12 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
     rows = corpus_summary(dsd)
     print_summary(rows, lexicon_size=len(lexicon()))
     hours = sum(r["hours"] for r in rows)
-    print(
-        f"wrote {args.out} in {minutes * 60:.1f} s ({hours / max(minutes, 1e-9):.2f} audio hours per wall minute)"
-    )
+    if existed:
+        print(f"{args.out} already holds this corpus (same settings and seed): reused it")
+    else:
+        print(
+            f"wrote {args.out} in {minutes * 60:.1f} s ({hours / max(minutes, 1e-9):.2f} audio hours per wall minute)"
+        )
     if args.plot:
         split = "test" if "test" in dsd else next(iter(dsd))
         print(
@@ -46,6 +50,206 @@ def _cmd_data_summary(args: argparse.Namespace) -> int:
     if args.plot:
         split = args.split or ("test" if "test" in dsd else next(iter(dsd)))
         print(f"wrote {plot_utterance(dsd[split][args.index], args.plot)} ({split}[{args.index}])")
+    return 0
+
+
+def _write_json(path: Path, obj) -> None:
+    import json
+
+    path.write_text(json.dumps(obj, indent=2))
+
+
+def _cmd_units_fit(args: argparse.Namespace) -> int:
+    import time
+
+    from hf_slm.data import load_corpus
+    from hf_slm.hub import write_card
+    from hf_slm.units import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
+
+    ds = load_corpus(args.data, split=args.split)
+    common = {"normalize": not args.no_normalize, "deduplicate": not args.no_deduplicate}
+    if args.frontend == "ssl":
+        if not args.ssl_model:
+            raise ValueError(
+                "--frontend ssl needs --ssl-model (a HuBERT / WavLM / wav2vec 2.0 folder or Hub id)"
+            )
+        tok = SpeechUnitTokenizer.from_ssl_encoder(args.ssl_model, args.ssl_layer, args.n_units, **common)
+    else:
+        tok = SpeechUnitTokenizer(
+            SpeechUnitTokenizerConfig(frontend=args.frontend, n_units=args.n_units, **common)
+        )
+    t0 = time.perf_counter()
+    stats = tok.fit(ds, batch_size=args.batch_size, epochs=args.epochs, seed=args.seed)
+    minutes = (time.perf_counter() - t0) / 60
+    out = Path(args.out)
+    tok.save_pretrained(out)
+    log = {**stats, "fit_minutes": minutes, "clips": len(ds), "command": " ".join(sys.argv)}
+    _write_json(out / "training_log.json", log)
+    frontend = args.frontend if args.frontend != "ssl" else f"layer {args.ssl_layer} of {args.ssl_model}"
+    write_card(
+        out,
+        model_name=out.name,
+        summary=f"A discrete speech unit tokenizer: {frontend} features, {args.n_units}-way k-means "
+        f"(fitted by hf-slm), {'de-duplicated with run lengths' if common['deduplicate'] else 'one unit per frame'}.",
+        usage='```python\nunits = model.encode("speech.wav")  # .units, .durations, .lengths\n```',
+        command=args.recipe_command or " ".join(["hf-slm", *sys.argv[1:]]),
+        recipe=args.recipe,
+        tags=["speech-units", "k-means"],
+        training={"clips": len(ds), "frames": int(stats["frames"]), "k-means inertia": f"{stats['inertia']:.3f}",
+                  "fit time": f"{minutes:.1f} min"},
+    )  # fmt: skip
+    print(f"wrote {out} ({args.n_units} units, inertia {stats['inertia']:.3f}, {minutes:.1f} min)")
+    return 0
+
+
+def _cmd_units_pretrain_hubert(args: argparse.Namespace) -> int:
+    from hf_slm.data import load_corpus
+    from hf_slm.hub import write_card
+    from hf_slm.units import SpeechUnitTokenizer
+    from hf_slm.units.hubert_pretraining import pretrain_hubert, small_hubert_config
+
+    ds = load_corpus(args.data, split=args.split)
+    targets = SpeechUnitTokenizer.from_pretrained(args.targets)
+    config = small_hubert_config(args.hidden_size, args.layers, args.heads, args.conv_dim)
+    model, history = pretrain_hubert(
+        ds,
+        targets,
+        config,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+    )
+    out = Path(args.out)
+    model.save_pretrained(out)
+    _write_json(out / "training_log.json", {"history": history, "targets": args.targets})
+    last = history[-1]
+    write_card(
+        out,
+        model_name=out.name,
+        summary=f"A small HuBERT ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters) trained by hf-slm "
+        "with HuBERT's first iteration: masked prediction of MFCC k-means units.",
+        usage="Use a hidden layer as unit features: `hf-slm units fit --frontend ssl --ssl-model THIS --ssl-layer L`.",
+        command=args.recipe_command or " ".join(["hf-slm", *sys.argv[1:]]),
+        recipe=args.recipe,
+        tags=["hubert", "self-supervised"],
+        pipeline_tag="feature-extraction",
+        training={"steps": args.steps, "final masked-frame loss": f"{last['loss']:.3f}",
+                  "final masked-frame accuracy": f"{last['masked_accuracy']:.3f}",
+                  "training time": f"{last['seconds'] / 60:.1f} min"},
+    )  # fmt: skip
+    print(f"wrote {out}: masked accuracy {last['masked_accuracy']:.3f} after {args.steps} steps")
+    return 0
+
+
+def _cmd_vocoder_train(args: argparse.Namespace) -> int:
+    from hf_slm.data import load_corpus
+    from hf_slm.hub import write_card
+    from hf_slm.units import SpeechUnitTokenizer
+    from hf_slm.vocoders import UnitVocoder, UnitVocoderConfig
+    from hf_slm.vocoders.training import VocoderTrainingData, train_vocoder
+
+    ds = load_corpus(args.data, split=args.split)
+    tok = SpeechUnitTokenizer.from_pretrained(args.tokenizer)
+    speakers = sorted(set(ds["voice"])) if "voice" in ds.column_names else None
+    config = UnitVocoderConfig(
+        n_units=tok.config.n_units, unit_rate=tok.config.sampling_rate / tok.config.hop_length,
+        hidden_size=args.hidden_size, intermediate_size=3 * args.hidden_size,
+        num_unit_layers=args.layers, num_frame_layers=args.layers, speakers=speakers,
+    )  # fmt: skip
+    vocoder = UnitVocoder(config)
+    data = VocoderTrainingData.from_dataset(tok, ds)
+    history = train_vocoder(
+        vocoder,
+        data,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+    )
+    out = Path(args.out)
+    vocoder.save_pretrained(out)
+    _write_json(out / "training_log.json", {"history": history, "tokenizer": args.tokenizer})
+    _plot_history(history, ["mel", "stft_mag", "stft_sc"], out / "training_loss.png", "unit vocoder training")
+    last = history[-1]
+    write_card(
+        out,
+        model_name=out.name,
+        summary=f"A unit vocoder ({sum(p.numel() for p in vocoder.parameters()) / 1e6:.1f}M parameters): units of "
+        f"`{args.tokenizer}` -> ConvNeXt stack -> inverse-STFT head -> 16 kHz audio, trained by hf-slm with "
+        "multi-resolution STFT and log-mel losses.",
+        usage='```python\nwave = model.generate_speech(units, durations)[0]  # float32, 16 kHz\n```',
+        command=args.recipe_command or " ".join(["hf-slm", *sys.argv[1:]]),
+        recipe=args.recipe,
+        tags=["vocoder", "speech-units"],
+        pipeline_tag="text-to-audio",
+        training={"steps": args.steps, "batch": f"{args.batch_size} x 0.96 s", "final mel L1": f"{last['mel']:.3f}",
+                  "training time": f"{last['seconds'] / 60:.1f} min"},
+    )  # fmt: skip
+    print(f"wrote {out}: mel L1 {last['mel']:.3f} after {args.steps} steps ({last['seconds'] / 60:.1f} min)")
+    return 0
+
+
+def _plot_history(history: list[dict], keys: list[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    steps = [h["step"] for h in history]
+    for k in keys:
+        ax.plot(steps, [h[k] for h in history], label=k)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    if args.task != "resynthesis":
+        raise ValueError(f"unknown task {args.task!r}; this version evaluates: resynthesis")
+    from hf_slm.data import load_corpus
+    from hf_slm.evaluation.judge import AsrJudge
+    from hf_slm.evaluation.resynthesis import evaluate_resynthesis, print_resynthesis_table
+    from hf_slm.units import SpeechUnitTokenizer
+    from hf_slm.vocoders import UnitVocoder
+    from hf_slm.vocoders.griffin_lim import GriffinLimVocoder
+
+    if len(args.tokenizer) != len(args.vocoder):
+        raise ValueError(
+            "give one --vocoder per --tokenizer (use 'griffin-lim' for the Griffin-Lim baseline)"
+        )
+    corpus = load_corpus(args.data)
+    judge = AsrJudge.from_texts(corpus[args.lm_split]["text"])
+    systems = {}
+    for t, v in zip(args.tokenizer, args.vocoder):
+        tok = SpeechUnitTokenizer.from_pretrained(t)
+        voc = GriffinLimVocoder(tok) if v == "griffin-lim" else UnitVocoder.from_pretrained(v)
+        systems[f"{Path(t).name} + {Path(v).name}"] = (tok, voc)
+    results = evaluate_resynthesis(systems, corpus[args.split], judge, limit=args.limit, out_dir=args.out)
+    print_resynthesis_table(results)
+    if args.out:
+        print(f"wrote {Path(args.out) / 'resynthesis.json'} and {Path(args.out) / 'resynthesis.png'}")
+    return 0
+
+
+def _cmd_recipe_run(args: argparse.Namespace) -> int:
+    from hf_slm.recipes import load_recipe
+
+    parser = build_parser()
+    steps = load_recipe(args.recipe, parser)  # validates every step before running any
+    for i, argv in enumerate(steps, 1):
+        print(f"[{i}/{len(steps)}] hf-slm {' '.join(argv)}", flush=True)
+        step = parser.parse_args(argv)
+        if hasattr(step, "recipe_command"):  # provenance for the model card
+            step.recipe, step.recipe_command = str(args.recipe), f"hf-slm recipe run {args.recipe}"
+        code = step.func(step)
+        if code:
+            return code
     return 0
 
 
@@ -81,6 +285,95 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--split", default=None, help="split of the utterance to plot (default: test)")
     summary.add_argument("--index", type=int, default=0, help="index of the utterance to plot")
     summary.set_defaults(func=_cmd_data_summary)
+
+    units = sub.add_parser("units", help="speech unit tokenizers").add_subparsers(
+        dest="units_command", required=True
+    )
+    fit = units.add_parser("fit", help="fit a k-means unit tokenizer on a corpus")
+    fit.add_argument("--data", required=True, help="a corpus (see `hf-slm data summary`)")
+    fit.add_argument("--split", default="train", help="split to fit on (default train)")
+    fit.add_argument("--out", required=True, help="output folder (loads with AutoModel.from_pretrained)")
+    fit.add_argument(
+        "--frontend", choices=["mfcc", "log_mel", "ssl"], default="mfcc", help="features to quantise"
+    )
+    fit.add_argument("--ssl-model", default=None, help="SSL encoder folder or Hub id, for --frontend ssl")
+    fit.add_argument("--ssl-layer", type=int, default=6, help="hidden layer of the SSL encoder")
+    fit.add_argument("--n-units", type=int, default=256, help="k-means centroids (default 256)")
+    fit.add_argument("--no-normalize", action="store_true", help="skip per-utterance feature normalisation")
+    fit.add_argument("--no-deduplicate", action="store_true", help="one unit per frame, no run lengths")
+    fit.add_argument("--batch-size", type=int, default=32, help="clips per k-means mini-batch")
+    fit.add_argument("--epochs", type=int, default=2, help="passes of mini-batch k-means")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.set_defaults(func=_cmd_units_fit)
+
+    hub = units.add_parser(
+        "pretrain-hubert", help="train a small HuBERT on MFCC k-means targets (iteration 1)"
+    )
+    hub.add_argument("--data", required=True, help="a corpus")
+    hub.add_argument("--split", default="train")
+    hub.add_argument(
+        "--targets", required=True, help="a fitted MFCC unit tokenizer folder (the prediction targets)"
+    )
+    hub.add_argument("--out", required=True, help="output folder of the HubertModel")
+    hub.add_argument("--steps", type=int, default=1500)
+    hub.add_argument("--batch-size", type=int, default=8)
+    hub.add_argument("--learning-rate", type=float, default=5e-4)
+    hub.add_argument("--hidden-size", type=int, default=256)
+    hub.add_argument("--layers", type=int, default=4)
+    hub.add_argument("--heads", type=int, default=4)
+    hub.add_argument("--conv-dim", type=int, default=128)
+    hub.add_argument("--seed", type=int, default=0)
+    hub.set_defaults(func=_cmd_units_pretrain_hubert)
+
+    voc = sub.add_parser("vocoder", help="unit vocoders").add_subparsers(
+        dest="vocoder_command", required=True
+    )
+    train = voc.add_parser("train", help="train a unit vocoder on a corpus")
+    train.add_argument("--tokenizer", required=True, help="a fitted unit tokenizer folder")
+    train.add_argument("--data", required=True, help="a corpus")
+    train.add_argument("--split", default="train")
+    train.add_argument("--out", required=True, help="output folder")
+    train.add_argument("--steps", type=int, default=3000)
+    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--hidden-size", type=int, default=256)
+    train.add_argument(
+        "--layers", type=int, default=4, help="ConvNeXt blocks at the unit rate, and again at the frame rate"
+    )
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(func=_cmd_vocoder_train)
+
+    ev = sub.add_parser("eval", help="evaluate models on a task")
+    ev.add_argument("--task", required=True, help="resynthesis")
+    ev.add_argument(
+        "--tokenizer",
+        action="append",
+        required=True,
+        help="unit tokenizer folder (repeat for several systems)",
+    )
+    ev.add_argument(
+        "--vocoder",
+        action="append",
+        required=True,
+        help="vocoder folder, or griffin-lim (one per --tokenizer)",
+    )
+    ev.add_argument("--data", required=True, help="a corpus")
+    ev.add_argument("--split", default="test", help="split to evaluate (default test: held-out voices)")
+    ev.add_argument("--lm-split", default="train", help="split whose text builds the judge's language model")
+    ev.add_argument("--limit", type=int, default=None, help="evaluate the first N clips only")
+    ev.add_argument("--out", default=None, help="folder for resynthesis.json and resynthesis.png")
+    ev.set_defaults(func=_cmd_eval)
+
+    rec = sub.add_parser("recipe", help="recipes in modeling/recipes").add_subparsers(
+        dest="recipe_command", required=True
+    )
+    run = rec.add_parser("run", help="validate a recipe against the commands, then run its steps in order")
+    run.add_argument("recipe", type=Path, help="a recipe YAML file")
+    run.set_defaults(func=_cmd_recipe_run)
+
+    for p in (fit, hub, train):  # provenance for cards; set by `recipe run`
+        p.add_argument("--recipe", default=None, help=argparse.SUPPRESS)
+        p.add_argument("--recipe-command", default=None, help=argparse.SUPPRESS)
     return parser
 
 

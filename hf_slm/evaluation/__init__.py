@@ -1,0 +1,1 @@
+"""Evaluation: the ASR judge, metrics, and benchmark tasks."""

@@ -1,0 +1,73 @@
+"""Model cards and Hub-layout folders for the zoo.
+
+Cards are rendered with `huggingface_hub.ModelCard` from the templates in ``cards/``; their
+numbers come from the training logs and evaluation results, never typed by hand.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["render_card", "write_card"]
+
+CARDS_DIR = Path(__file__).resolve().parent.parent / "cards"
+
+
+def _template(name: str) -> str:
+    path = CARDS_DIR / name
+    if not path.exists():
+        raise FileNotFoundError(
+            f"card template {path} is missing: cards are rendered from a checkout of hf-slm"
+        )
+    return path.read_text()
+
+
+def render_card(
+    *,
+    model_name: str,
+    summary: str,
+    command: str,
+    repo_id: str | None = None,
+    recipe: str | None = None,
+    usage: str = "",
+    tags: list[str] | None = None,
+    pipeline_tag: str | None = None,
+    base_model: str | None = None,
+    training: dict[str, Any] | None = None,
+    eval_results: list[Any] | None = None,
+    results_table: str = "",
+    template: str = "component_card.md",
+):
+    """A `huggingface_hub.ModelCard` for a zoo folder."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    data = ModelCardData(
+        library_name="transformers",
+        license="apache-2.0",
+        tags=["hf-slm", "speech", *(tags or [])],
+        pipeline_tag=pipeline_tag,
+        base_model=base_model,
+        datasets=["hf-slm/synthetic-espeak-corpus"],
+        model_name=model_name,
+        eval_results=eval_results or None,
+    )
+    rows = "\n".join(f"| {k} | {v} |" for k, v in (training or {}).items())
+    return ModelCard.from_template(
+        data,
+        template_str=_template(template),
+        model_name=model_name,
+        summary=summary,
+        repo_id=repo_id or f"hf-slm/{model_name}",
+        usage=usage,
+        command=command,
+        recipe=recipe,
+        training_table=rows,
+        results_table=results_table,
+    )
+
+
+def write_card(folder: str | Path, **kwargs: Any) -> Path:
+    path = Path(folder) / "README.md"
+    render_card(**kwargs).save(path)
+    return path

@@ -1,0 +1,18 @@
+"""Speech tokenizers: discrete units from audio (features + k-means) and codec (RVQ) wrappers."""
+
+from hf_slm.units.configuration_unit_tokenizer import SpeechUnitTokenizerConfig
+from hf_slm.units.kmeans import MiniBatchKMeans, kmeans_plus_plus
+from hf_slm.units.modeling_unit_tokenizer import (
+    SpeechUnitTokenizer,
+    SpeechUnitTokenizerOutput,
+    deduplicate_units,
+)
+
+__all__ = [
+    "MiniBatchKMeans",
+    "SpeechUnitTokenizer",
+    "SpeechUnitTokenizerConfig",
+    "SpeechUnitTokenizerOutput",
+    "deduplicate_units",
+    "kmeans_plus_plus",
+]
