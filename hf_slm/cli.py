@@ -232,9 +232,44 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         systems[f"{Path(t).name} + {Path(v).name}"] = (tok, voc)
     results = evaluate_resynthesis(systems, corpus[args.split], judge, limit=args.limit, out_dir=args.out)
     print_resynthesis_table(results)
+    if args.update_cards:
+        _resynthesis_into_cards(results, dict(zip(systems, args.vocoder)), args)
     if args.out:
         print(f"wrote {Path(args.out) / 'resynthesis.json'} and {Path(args.out) / 'resynthesis.png'}")
     return 0
+
+
+def _resynthesis_into_cards(results: dict, vocoder_dirs: dict[str, str], args: argparse.Namespace) -> None:
+    import json
+
+    from huggingface_hub import EvalResult
+
+    from hf_slm.hub import update_card_results
+
+    top = results["topline"]["wer"]
+    for name, folder in vocoder_dirs.items():
+        if folder == "griffin-lim" or not (Path(folder) / "README.md").exists():
+            continue
+        r = results["systems"][name]
+        dataset = dict(dataset_type="hf-slm/synthetic-espeak-corpus", dataset_name="hf-slm synthetic corpus, held-out voices",
+                       dataset_split=args.split, task_type="audio-to-audio", task_name="resynthesis")  # fmt: skip
+        evals = [
+            EvalResult(**dataset, metric_type="wer", metric_name="judge WER (pocketsphinx + corpus LM)", metric_value=round(r["wer"], 4)),
+            EvalResult(**dataset, metric_type="wer_ratio", metric_name="WER / WER of the original audio", metric_value=round(r["wer_ratio"], 3)),
+            EvalResult(**dataset, metric_type="mcd", metric_name="mel-cepstral distortion (dB)", metric_value=round(r["mcd_db"], 3)),
+        ]  # fmt: skip
+        table = (
+            f"Resynthesis of {results['num_utterances']} clips of held-out voices (`{name}`), judged by pocketsphinx "
+            "with a language model of the training text (`hf-slm eval --task resynthesis`):\n\n"
+            "| audio | judge WER | x original | MCD (dB) |\n|---|---|---|---|\n"
+            f"| original (topline) | {top:.3f} | 1.00 | 0.00 |\n"
+            f"| resynthesised | {r['wer']:.3f} | {r['wer_ratio']:.2f} | {r['mcd_db']:.2f} |\n"
+        )
+        (Path(folder) / "resynthesis.json").write_text(
+            json.dumps({"topline": results["topline"], name: r}, indent=2)
+        )
+        update_card_results(folder, table, evals)
+        print(f"updated the card of {folder}")
 
 
 def _cmd_recipe_run(args: argparse.Namespace) -> int:
@@ -362,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--lm-split", default="train", help="split whose text builds the judge's language model")
     ev.add_argument("--limit", type=int, default=None, help="evaluate the first N clips only")
     ev.add_argument("--out", default=None, help="folder for resynthesis.json and resynthesis.png")
+    ev.add_argument(
+        "--update-cards", action="store_true", help="write the results into each vocoder's model card"
+    )
     ev.set_defaults(func=_cmd_eval)
 
     rec = sub.add_parser("recipe", help="recipes in modeling/recipes").add_subparsers(

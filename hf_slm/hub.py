@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["render_card", "write_card"]
+__all__ = ["render_card", "update_card_results", "write_card"]
 
 CARDS_DIR = Path(__file__).resolve().parent.parent / "cards"
 
@@ -70,4 +70,27 @@ def render_card(
 def write_card(folder: str | Path, **kwargs: Any) -> Path:
     path = Path(folder) / "README.md"
     render_card(**kwargs).save(path)
+    return path
+
+
+def update_card_results(folder: str | Path, results_markdown: str, eval_results: list[Any]) -> Path:
+    """Put measured results into an existing card: ``model-index`` metadata and a Results section."""
+    from huggingface_hub import ModelCard
+
+    path = Path(folder) / "README.md"
+    card = ModelCard.load(path)
+    card.data.eval_results = eval_results
+    text = card.text
+    section = f"## Results\n\n{results_markdown.strip()}\n\n"
+    if "## Results" in text:
+        start = text.index("## Results")
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+    elif "## Limitations" in text:
+        i = text.index("## Limitations")
+        text = text[:i] + section + text[i:]
+    else:
+        text = text.rstrip() + "\n\n" + section
+    card.text = text
+    card.save(path)
     return path

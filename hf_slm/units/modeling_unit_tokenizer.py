@@ -156,6 +156,14 @@ class SpeechUnitTokenizer(UnitTokenizerPreTrainedModel):
         self.centroids = nn.Parameter(torch.zeros(config.n_units, config.feature_dim), requires_grad=False)
         self.register_buffer("is_fitted", torch.zeros((), dtype=torch.long))
         self.post_init()
+        self.eval()
+
+    def train(self, mode: bool = True) -> SpeechUnitTokenizer:
+        # A tokenizer is frozen: its frontend always runs as at inference (no dropout in an SSL
+        # encoder), so that the same audio always gives the same units.
+        super().train(mode)
+        self.frontend.eval()
+        return self
 
     @classmethod
     def from_ssl_encoder(

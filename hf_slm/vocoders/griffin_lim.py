@@ -30,8 +30,9 @@ class GriffinLimVocoder:
             )
         self.config = cfg
         self.centroids = tokenizer.centroids.detach().float()
+        # gelsd: a least-squares solver that copes with the empty low mel filters of a 512-point FFT
         self.inverse_mel = torchaudio.transforms.InverseMelScale(
-            cfg.n_fft // 2 + 1, cfg.n_mels, cfg.sampling_rate
+            cfg.n_fft // 2 + 1, cfg.n_mels, cfg.sampling_rate, driver="gelsd"
         )
         self.griffin_lim = torchaudio.transforms.GriffinLim(
             n_fft=cfg.n_fft, n_iter=n_iter, win_length=cfg.win_length, hop_length=cfg.hop_length, power=2.0

@@ -221,13 +221,18 @@ class UnitVocoder(UnitVocoderPreTrainedModel):
         if speaker_ids is None:
             speaker_ids = torch.zeros(units.shape[0], dtype=torch.long, device=units.device)
         x = x + self.speaker_embed(speaker_ids)[:, None, :]
-        x = self.conv_in(x.transpose(1, 2))
+        # Padding is held at zero before every op that mixes frames, as a clip alone sees zeros
+        # past its end: a batch then gives each row what that row gives on its own.
+        t = torch.arange(units.shape[1], device=units.device)
+        unit_mask = (t[None, :] < lengths[:, None]).to(x.dtype)[:, None, :]
+        frame_mask = unit_mask.repeat_interleave(self.config.upsample, dim=2)
+        x = self.conv_in(x.transpose(1, 2) * unit_mask)
         for layer in self.unit_layers:
-            x = layer(x)
-        x = self.upsample(x)
+            x = layer(x * unit_mask)
+        x = self.upsample(x * unit_mask)
         for layer in self.frame_layers:
-            x = layer(x)
-        wave = self.head(self.norm_out(x.transpose(1, 2)))
+            x = layer(x * frame_mask)
+        wave = self.head(self.norm_out((x * frame_mask).transpose(1, 2)))
         n_samples = lengths * self.config.samples_per_unit
         mask = torch.arange(wave.shape[1], device=wave.device)[None, :] < n_samples[:, None]
         wave = wave * mask

@@ -109,7 +109,7 @@ def train_vocoder(
         opt.step()
         sched.step()
         for k, v in out.losses.items():
-            running[k] = running.get(k, 0.0) + float(v)
+            running[k] = running.get(k, 0.0) + v.item()
         if (step + 1) % log_every == 0 or step + 1 == steps:
             n = log_every if (step + 1) % log_every == 0 else (step + 1) % log_every
             entry = {
