@@ -260,7 +260,9 @@ class UnitVocoder(UnitVocoderPreTrainedModel):
             speaker = self.config.speaker_id(speaker)
         spk = torch.full((units.shape[0],), int(speaker), dtype=torch.long, device=self.device)
         out = self(units.to(self.device), None if durations is None else durations.to(self.device), spk)
-        return [w[: int(n)].float().cpu().numpy() for w, n in zip(out.waveform, out.lengths)]
+        waves = [w[: int(n)].float().cpu().numpy() for w, n in zip(out.waveform, out.lengths)]
+        # keep the result playable: a rare overshoot past full scale is scaled down, not clipped
+        return [w / max(1.0, float(np.abs(w).max(initial=0.0))) for w in waves]
 
 
 def _as_padded(x: Any, pad: int = -1) -> torch.Tensor:
