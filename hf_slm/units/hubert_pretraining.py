@@ -20,6 +20,7 @@ from transformers import HubertConfig, HubertModel
 from transformers.models.hubert.modeling_hubert import _compute_mask_indices
 
 from hf_slm.audio import load_audio
+from hf_slm.training import warmup_cosine
 from hf_slm.units.modeling_unit_tokenizer import SpeechUnitTokenizer, pad_waves
 
 __all__ = ["pretrain_hubert", "small_hubert_config"]
@@ -97,12 +98,7 @@ def pretrain_hubert(
     params = list(model.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=learning_rate, betas=(0.9, 0.98), weight_decay=0.01)
 
-    def lr_at(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup_steps) / max(1, steps - warmup_steps)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    sched = warmup_cosine(opt, warmup_steps, steps)
     max_samples = int(max_seconds * sr)
     hop = math.prod(config.conv_stride)
     history: list[dict[str, float]] = []

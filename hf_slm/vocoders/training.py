@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +10,7 @@ import numpy as np
 import torch
 
 from hf_slm.audio import load_audio
+from hf_slm.training import warmup_cosine
 from hf_slm.vocoders.modeling_unit_vocoder import UnitVocoder
 
 __all__ = ["VocoderTrainingData", "train_vocoder"]
@@ -77,12 +77,7 @@ def train_vocoder(
         )
     opt = torch.optim.AdamW(vocoder.parameters(), lr=learning_rate, betas=(0.8, 0.99), weight_decay=0.01)
 
-    def lr_at(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup_steps) / max(1, steps - warmup_steps)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    sched = warmup_cosine(opt, warmup_steps, steps)
     vocoder.train()
     history: list[dict[str, float]] = []
     start_time = time.perf_counter()
