@@ -273,8 +273,12 @@ class SpeechUnitTokenizer(UnitTokenizerPreTrainedModel):
         deduplicate: bool | None = None,
         return_features: bool = False,
         max_seconds: float | None = None,
+        batch_size: int = 8,
     ) -> SpeechUnitTokenizerOutput:
         """Units of one clip or a batch of clips.
+
+        Clips are sorted by length and run ``batch_size`` at a time, so that little compute goes to
+        padding; the output keeps the input order.
 
         Args:
             audio: one clip (path, bytes, array, tensor, datasets Audio value) or a list of them.
@@ -282,10 +286,27 @@ class SpeechUnitTokenizer(UnitTokenizerPreTrainedModel):
             sampling_rate: the rate of array inputs.
             deduplicate: overrides ``config.deduplicate``.
             max_seconds: refuse clips longer than this.
+            batch_size: clips per forward pass.
         """
         waves = self._load_batch(audio, sampling_rate, max_seconds)
-        input_values, attention_mask = pad_waves(waves, device=self.device)
-        return self(input_values, attention_mask, deduplicate=deduplicate, return_features=return_features)
+        order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
+        rows: list[dict[str, torch.Tensor]] = [{} for _ in waves]
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            out = self(
+                *pad_waves([waves[i] for i in idx], device=self.device),
+                deduplicate=deduplicate,
+                return_features=return_features,
+            )
+            for j, i in enumerate(idx):
+                n = int(out.lengths[j])
+                rows[i] = {"units": out.units[j, :n], "lengths": out.lengths[j]}
+                if out.durations is not None:
+                    rows[i]["durations"] = out.durations[j, :n]
+                if return_features:
+                    rows[i]["features"] = out.features[j, : int(out.feature_lengths[j])]
+                    rows[i]["feature_lengths"] = out.feature_lengths[j]
+        return _stack_rows(rows)
 
     def _load_batch(
         self, audio: Any, sampling_rate: int | None, max_seconds: float | None = None
@@ -403,6 +424,22 @@ def deduplicate_units(
     out_units[rows[starts], run_id[starts]] = units[starts]
     durations.index_put_((rows[valid], run_id[valid]), torch.ones_like(units[valid]), accumulate=True)
     return out_units, durations, n_runs
+
+
+def _stack_rows(rows: list[dict[str, torch.Tensor]]) -> SpeechUnitTokenizerOutput:
+    """Re-pad per-clip results into one output (units with -1, durations and features with 0)."""
+    from torch.nn.utils.rnn import pad_sequence
+
+    out = SpeechUnitTokenizerOutput(
+        units=pad_sequence([r["units"] for r in rows], batch_first=True, padding_value=UNIT_PAD),
+        lengths=torch.stack([r["lengths"] for r in rows]),
+    )
+    if "durations" in rows[0]:
+        out.durations = pad_sequence([r["durations"] for r in rows], batch_first=True, padding_value=0)
+    if "features" in rows[0]:
+        out.features = pad_sequence([r["features"] for r in rows], batch_first=True)
+        out.feature_lengths = torch.stack([r["feature_lengths"] for r in rows])
+    return out
 
 
 def _is_batch(audio: Any) -> bool:
