@@ -14,7 +14,7 @@ DEMO_CORPUS := data/demo-corpus
 export HF_HUB_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: setup system-deps test lint format demo clean
+.PHONY: setup system-deps test lint format demo bench clean
 
 setup: system-deps $(STAMP)
 
@@ -48,6 +48,9 @@ test: lint
 
 demo: setup
 	$(BIN)/hf-slm data synth --out $(DEMO_CORPUS) --hours 0.25 --seed 0 --plot $(DEMO_CORPUS)/utterance.png
+
+bench: setup
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache
