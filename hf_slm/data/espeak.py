@@ -7,9 +7,10 @@ libespeak-ng's event callback, so this module binds the few C functions it needs
 :func:`align_words` turns those into each word's start and end.
 
 libespeak-ng keeps global state and is not thread-safe: use one :class:`Espeak` per process.
-Its output also depends on what it synthesised before in the same process (the glottal
-source carries state from one utterance to the next), so identical output needs an identical
-sequence of calls in a fresh process.
+Its output also depends on what it synthesised before in the same process (measured with
+espeak-ng 1.51: the same text twice gives different samples and lengths; srand, resetting the
+voice and Terminate/Initialize do not help), so identical output needs an identical sequence of
+calls in a fresh process.
 """
 
 from __future__ import annotations
