@@ -59,11 +59,18 @@ def _write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2))
 
 
+def _write_trained_card(out: Path, args: argparse.Namespace, **card) -> None:
+    """The model card of a folder a command just trained, with the command (or recipe) that made it."""
+    from hf_slm.hub import write_card
+
+    command = args.recipe_command or " ".join(["hf-slm", *sys.argv[1:]])
+    write_card(out, model_name=out.name, command=command, recipe=args.recipe, **card)
+
+
 def _cmd_units_fit(args: argparse.Namespace) -> int:
     import time
 
     from hf_slm.data import load_corpus
-    from hf_slm.hub import write_card
     from hf_slm.units import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
 
     ds = load_corpus(args.data, split=args.split)
@@ -86,14 +93,12 @@ def _cmd_units_fit(args: argparse.Namespace) -> int:
     log = {**stats, "fit_minutes": minutes, "clips": len(ds), "command": " ".join(sys.argv)}
     _write_json(out / "training_log.json", log)
     frontend = args.frontend if args.frontend != "ssl" else f"layer {args.ssl_layer} of {args.ssl_model}"
-    write_card(
+    _write_trained_card(
         out,
-        model_name=out.name,
+        args,
         summary=f"A discrete speech unit tokenizer: {frontend} features, {args.n_units}-way k-means "
         f"(fitted by hf-slm), {'de-duplicated with run lengths' if common['deduplicate'] else 'one unit per frame'}.",
         usage='```python\nunits = model.encode("speech.wav")  # .units, .durations, .lengths\n```',
-        command=args.recipe_command or " ".join(["hf-slm", *sys.argv[1:]]),
-        recipe=args.recipe,
         tags=["speech-units", "k-means"],
         training={"clips": len(ds), "frames": int(stats["frames"]), "k-means inertia": f"{stats['inertia']:.3f}",
                   "fit time": f"{minutes:.1f} min"},
@@ -104,7 +109,6 @@ def _cmd_units_fit(args: argparse.Namespace) -> int:
 
 def _cmd_units_pretrain_hubert(args: argparse.Namespace) -> int:
     from hf_slm.data import load_corpus
-    from hf_slm.hub import write_card
     from hf_slm.units import SpeechUnitTokenizer
     from hf_slm.units.hubert_pretraining import pretrain_hubert, small_hubert_config
 
@@ -124,14 +128,12 @@ def _cmd_units_pretrain_hubert(args: argparse.Namespace) -> int:
     model.save_pretrained(out)
     _write_json(out / "training_log.json", {"history": history, "targets": args.targets})
     last = history[-1]
-    write_card(
+    _write_trained_card(
         out,
-        model_name=out.name,
+        args,
         summary=f"A small HuBERT ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters) trained by hf-slm "
         "with HuBERT's first iteration: masked prediction of MFCC k-means units.",
         usage="Use a hidden layer as unit features: `hf-slm units fit --frontend ssl --ssl-model THIS --ssl-layer L`.",
-        command=args.recipe_command or " ".join(["hf-slm", *sys.argv[1:]]),
-        recipe=args.recipe,
         tags=["hubert", "self-supervised"],
         pipeline_tag="feature-extraction",
         training={"steps": args.steps, "final masked-frame loss": f"{last['loss']:.3f}",
@@ -144,7 +146,6 @@ def _cmd_units_pretrain_hubert(args: argparse.Namespace) -> int:
 
 def _cmd_vocoder_train(args: argparse.Namespace) -> int:
     from hf_slm.data import load_corpus
-    from hf_slm.hub import write_card
     from hf_slm.units import SpeechUnitTokenizer
     from hf_slm.vocoders import UnitVocoder, UnitVocoderConfig
     from hf_slm.vocoders.training import VocoderTrainingData, train_vocoder
@@ -172,15 +173,13 @@ def _cmd_vocoder_train(args: argparse.Namespace) -> int:
     _write_json(out / "training_log.json", {"history": history, "tokenizer": args.tokenizer})
     _plot_history(history, ["mel", "stft_mag", "stft_sc"], out / "training_loss.png", "unit vocoder training")
     last = history[-1]
-    write_card(
+    _write_trained_card(
         out,
-        model_name=out.name,
+        args,
         summary=f"A unit vocoder ({sum(p.numel() for p in vocoder.parameters()) / 1e6:.1f}M parameters): units of "
         f"`{args.tokenizer}` -> ConvNeXt stack -> inverse-STFT head -> 16 kHz audio, trained by hf-slm with "
         "multi-resolution STFT and log-mel losses.",
         usage='```python\nwave = model.generate_speech(units, durations)[0]  # float32, 16 kHz\n```',
-        command=args.recipe_command or " ".join(["hf-slm", *sys.argv[1:]]),
-        recipe=args.recipe,
         tags=["vocoder", "speech-units"],
         pipeline_tag="text-to-audio",
         training={"steps": args.steps, "batch": f"{args.batch_size} x 0.96 s", "final mel L1": f"{last['mel']:.3f}",
