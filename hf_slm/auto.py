@@ -115,11 +115,60 @@ def _tiny_prompts(model: Any) -> dict[str, Any]:
     return model.units_to_ids(units, add_eos=False, padding_side="left")
 
 
+def _tiny_speech_text_lm_config() -> Any:
+    from hf_slm.models.speech_text_lm import SpeechTextLMConfig
+
+    return SpeechTextLMConfig(
+        text_vocab_size=40,
+        unit_tokenizer_config={"frontend": "mfcc", "n_units": 16},
+        text_config={"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "num_key_value_heads": 2, "max_position_embeddings": 256},
+        vocoder_config={"n_units": 16, "hidden_size": 32, "intermediate_size": 64, "num_unit_layers": 1,
+                        "num_frame_layers": 1},
+    )  # fmt: skip
+
+
+def _tiny_mixed_ids(model: Any, padding_side: str = "right", end: str = "eos") -> dict[str, Any]:
+    """Text and unit spans with their markers: [bos, TEXT, text.., SPEECH, units.., (TEXT.., eos)]."""
+    import torch
+
+    c = model.config
+    g = torch.Generator().manual_seed(0 if end == "eos" else 1)
+    rows = []
+    for n_text, n_units in ((5, 7), (3, 4), (2, 9))[: 2 if end == "eos" else 3]:
+        text = torch.randint(3, c.text_vocab_size, (n_text,), generator=g)
+        units = torch.randint(0, c.n_units, (n_units,), generator=g) + c.unit_offset
+        row = [
+            torch.tensor([c.bos_token_id, c.text_token_id]),
+            text,
+            torch.tensor([c.speech_token_id]),
+            units,
+        ]
+        row.append(torch.tensor([c.eos_token_id] if end == "eos" else [c.text_token_id]))
+        rows.append(torch.cat(row))
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), c.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        span = slice(width - len(r), width) if padding_side == "left" else slice(0, len(r))
+        ids[i, span], mask[i, span] = r, 1
+    out = {"input_ids": ids, "attention_mask": mask}
+    if end == "eos":
+        out["labels"] = ids.masked_fill(mask == 0, -100)
+    return out
+
+
 def _register_all() -> None:
-    from transformers.pipelines import PIPELINE_REGISTRY
+    from transformers import AutoModelForSpeechSeq2Seq
+    from transformers.pipelines import PIPELINE_REGISTRY, SUPPORTED_TASKS
 
     from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM, SpeechLMProcessor
-    from hf_slm.pipelines import SpeechContinuationPipeline
+    from hf_slm.models.speech_text_lm import (
+        SpeechTextLMConfig,
+        SpeechTextLMForCausalLM,
+        SpeechTextLMProcessor,
+    )
+    from hf_slm.pipelines import SpeechContinuationPipeline, SpeechRecognitionPipeline
     from hf_slm.units import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
     from hf_slm.vocoders import UnitVocoder, UnitVocoderConfig
 
@@ -162,9 +211,31 @@ def _register_all() -> None:
             generate_inputs=_tiny_prompts,
         )
     )
+    # family 2 also loads as a speech-to-text model (as Qwen2-Audio does) and a text-to-waveform model,
+    # so that transformers' speech-recognition and text-to-speech pipelines take it
+    register_model(
+        ModelSpec(
+            SpeechTextLMConfig,
+            SpeechTextLMForCausalLM,
+            ("AutoModel", "AutoModelForCausalLM", "AutoModelForSpeechSeq2Seq", "AutoModelForTextToWaveform"),
+            tiny_config=_tiny_speech_text_lm_config,
+            example_inputs=_tiny_mixed_ids,
+            processor_class=SpeechTextLMProcessor,
+            prepare=lambda m: _random_centroids(m.unit_tokenizer),
+            generate_inputs=lambda m: _tiny_mixed_ids(m, padding_side="left", end="text"),
+        )
+    )
     PIPELINE_REGISTRY.register_pipeline(
         "speech-continuation", pipeline_class=SpeechContinuationPipeline, pt_model=AutoModelForCausalLM
     )
+    # transformers' own speech-recognition task, with the one path it lacks for decoder-only LMs added
+    # (every other model runs transformers' code unchanged)
+    # The entry keeps its model classes (AutoModelForSpeechSeq2Seq among them) and its default; only the
+    # class changes, in place (register_pipeline would log an "overwriting" warning on every import).
+    asr = SUPPORTED_TASKS["automatic-speech-recognition"]
+    if AutoModelForSpeechSeq2Seq not in asr["pt"]:
+        raise RuntimeError("transformers' speech-recognition pipeline no longer loads seq2seq models")
+    asr["impl"] = SpeechRecognitionPipeline
 
 
 _register_all()

@@ -7,6 +7,7 @@ hf-slm data benchmarks --out DIR                          sLM21 lexical/syntacti
 hf-slm units fit / units pretrain-hubert                  unit tokenizers (k-means; HuBERT iteration 1)
 hf-slm vocoder train                                      a unit vocoder
 hf-slm speech-lm init / speech-lm export                  assemble a speech LM; write it as a zoo folder
+hf-slm speech-text-lm init / mix                          a speech+text LM and its mixed training data
 hf-slm train RECIPE.yaml [--set section.key=value]        the training loop (also: accelerate launch -m hf_slm.train)
 hf-slm eval MODEL --task T --data BENCH                   lexical, syntactic, storycloze, continuation
 hf-slm eval --task resynthesis --tokenizer T --vocoder V  resynthesis intelligibility
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 from hf_slm.evaluation.cli import add_benchmarks_parser, add_eval_parser
+from hf_slm.speech_text_cli import add_speech_text_lm_parser
 from hf_slm.training.cli import add_train_parser
 
 __all__ = ["main"]
@@ -346,12 +348,15 @@ def _resynthesis_into_cards(results: dict, vocoder_dirs: dict[str, str], args: a
 
 def _cmd_data_text(args: argparse.Namespace) -> int:
     from hf_slm.data import load_corpus
-    from hf_slm.data.text_corpus import build_word_tokenizer, text_dataset
+    from hf_slm.data.text_corpus import build_subword_tokenizer, build_word_tokenizer, text_dataset
 
     dsd = text_dataset(load_corpus(args.data), args.field)
     out = Path(args.out)
     dsd.save_to_disk(str(out))
-    tok = build_word_tokenizer(dsd["train"]["text"], out / "tokenizer")
+    if args.tokenizer == "wordpiece":
+        tok = build_subword_tokenizer(dsd["train"]["text"], args.vocab_size, out / "tokenizer")
+    else:
+        tok = build_word_tokenizer(dsd["train"]["text"], out / "tokenizer")
     sizes = ", ".join(f"{k} {len(v)}" for k, v in dsd.items())
     print(f"wrote {out} ({args.field}: {sizes}) and its tokenizer {out / 'tokenizer'} ({len(tok)} tokens)")
     return 0
@@ -376,7 +381,7 @@ def _cmd_speech_lm_init(args: argparse.Namespace) -> int:
     units = DatasetDict(
         {s: model.prepare_training_dataset(corpus[s], num_proc=args.num_proc) for s in splits}
     )
-    offset = model.config.num_special_tokens
+    offset = model.config.unit_offset
     train_units = [[u - offset for u in ids[1:-1]] for ids in units[args.split]["input_ids"]]
     model.set_unit_durations(train_units, units[args.split]["durations"])
     out = Path(args.out)
@@ -529,6 +534,13 @@ def build_parser() -> argparse.ArgumentParser:
     text.add_argument("--data", required=True, help="a corpus")
     text.add_argument("--field", choices=["text", "phonemes"], default="text", help="words or phonemes")
     text.add_argument(
+        "--tokenizer",
+        choices=["word", "wordpiece"],
+        default="word",
+        help="word: one token per word (unknown words -> <unk>); wordpiece: subwords that spell any word",
+    )
+    text.add_argument("--vocab-size", type=int, default=1000, help="wordpiece vocabulary size")
+    text.add_argument(
         "--out", required=True, help="output folder (datasets.load_from_disk; tokenizer/ inside)"
     )
     text.set_defaults(func=_cmd_data_text)
@@ -665,6 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = rec.add_parser("run", help="validate a recipe against the commands, then run its steps in order")
     run.add_argument("recipe", type=Path, help="a recipe YAML file")
     run.set_defaults(func=_cmd_recipe_run)
+    add_speech_text_lm_parser(sub)  # hf-slm speech-text-lm init | mix (hf_slm/speech_text_cli.py)
     add_train_parser(sub)  # hf-slm train RECIPE.yaml [--set section.key=value]
 
     for p in (fit, hub, ctc, fctc, train, export):  # provenance for cards; set by `recipe run`

@@ -13,6 +13,7 @@ from transformers import AutoConfig, AutoModel, AutoProcessor
 import hf_slm  # noqa: F401  (registers the Auto classes)
 from hf_slm import load_audio
 from hf_slm.models.speech_lm import SpeechLMForCausalLM
+from hf_slm.models.speech_text_lm import SpeechTextLMForCausalLM
 from hf_slm.units import SpeechUnitTokenizer
 from hf_slm.vocoders import UnitVocoder
 
@@ -50,6 +51,18 @@ def test_zoo_folder_loads_and_runs(folder, tiny_corpus):
             and np.isfinite(wave).all()
             and np.abs(wave).max() > 1e-3
         )
+    elif isinstance(model, SpeechTextLMForCausalLM):
+        proc = AutoProcessor.from_pretrained(folder)
+        text = proc.batch_decode(model.generate(**proc(audio=clip, sampling_rate=16_000, task="asr")))[0]
+        reference = set(tiny_corpus["test"][0]["text"].lower().split())
+        assert len(set(text.split()) & reference) >= 2, f"{text!r} vs {tiny_corpus['test'][0]['text']!r}"
+        spoken = model.generate(**proc(text="the little dog ran to the garden", task="tts"))
+        wave = spoken.audio[0].numpy()
+        assert len(wave) > 0.5 * 16_000 and np.isfinite(wave).all() and np.abs(wave).max() > 1e-3
+        scores = model.score(
+            **proc(text=["the dog ran", "dog the ran"], task="text_continuation"), add_eos=True
+        )
+        assert torch.isfinite(scores.sum).all()
     elif isinstance(model, SpeechLMForCausalLM):
         proc = AutoProcessor.from_pretrained(folder)
         inputs = proc(audio=clip, sampling_rate=16_000)

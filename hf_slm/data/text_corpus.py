@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FIELDS", "build_word_tokenizer", "phoneme_string", "text_dataset"]
+__all__ = ["FIELDS", "build_subword_tokenizer", "build_word_tokenizer", "phoneme_string", "text_dataset"]
 
 FIELDS = ("text", "phonemes")
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
@@ -55,6 +55,36 @@ def build_word_tokenizer(texts: Any, out: str | Path | None = None) -> Any:
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=list(SPECIAL_TOKENS)))
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    if out is not None:
+        fast.save_pretrained(out)
+    return fast
+
+
+def build_subword_tokenizer(texts: Any, vocab_size: int = 1000, out: str | Path | None = None) -> Any:
+    """A lower-casing WordPiece tokenizer trained on ``texts`` (a `PreTrainedTokenizerFast`).
+
+    Unlike the word-level tokenizer, it spells any word, seen or not, in pieces (``##`` marks a
+    piece inside a word), so text LMs built on it can score nonwords and read new sentences.
+    Ids 0-3 are `<pad>`, `<s>`, `</s>`, `<unk>`; every encoding starts with `<s>`.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token="<unk>", continuing_subword_prefix="##"))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=list("abcdefghijklmnopqrstuvwxyz'"),
+        continuing_subword_prefix="##",
+    )
+    tok.train_from_iterator(texts, trainer)
+    tok.decoder = decoders.WordPiece(prefix="##")
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"

@@ -31,7 +31,7 @@ __all__ = [
     "run_eval",
 ]
 
-EVAL_TASKS = (*TASKS, "all", "resynthesis")
+EVAL_TASKS = (*TASKS, "all", "resynthesis", "asr", "tts")
 
 
 # --- hf-slm data benchmarks ----------------------------------------------------------------------
@@ -143,6 +143,12 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     ev.add_argument("--batch-size", type=int, default=16, help="items per scoring batch")
     ev.add_argument(
+        "--prompt-modality",
+        choices=["speech", "text"],
+        default="speech",
+        help="a speech+text LM reads the likelihood items as speech (default) or as text",
+    )
+    ev.add_argument(
         "--limit", type=int, default=None, help="only the first N ids / prompts (resynthesis: clips)"
     )
     ev.add_argument(
@@ -196,6 +202,12 @@ def parse_tasks(spec: str) -> list[str]:
         raise ValueError(f"unknown task {(unknown or [spec])[0]!r}; choose from: {', '.join(EVAL_TASKS)}")
     if "resynthesis" in tasks and len(tasks) > 1:
         raise ValueError("--task resynthesis evaluates tokenizer + vocoder pairs: run it on its own")
+    corpus_tasks = [t for t in tasks if t in ("asr", "tts")]
+    if corpus_tasks and len(corpus_tasks) != len(tasks):
+        raise ValueError(
+            "--task asr / tts run on a corpus (--data CORPUS), the other tasks on the benchmark sets: "
+            "run them in separate calls"
+        )
     return tasks
 
 
@@ -212,6 +224,8 @@ def run_eval(args: argparse.Namespace) -> int:
     tasks = parse_tasks(args.task)
     if args.model is None:
         raise ValueError("give the MODEL to evaluate: hf-slm eval MODEL --task ... --data BENCHMARKS")
+    if set(tasks) <= {"asr", "tts"}:
+        return run_corpus_tasks(args, tasks)
     if args.split not in ("dev", "test"):
         raise ValueError(f"--split must be dev or test for the benchmark tasks, got {args.split!r}")
     data = Path(args.data)
@@ -231,7 +245,15 @@ def run_eval(args: argparse.Namespace) -> int:
                 notes.append(f"{t}: not in {data} (built with size 0?), skipped")
     scorer = None
     if any(t in LIKELIHOOD_TASKS for t in wanted):
-        scorer = load_scorer(args.model, text_field=args.text_field, batch_size=args.batch_size)
+        scorer = load_scorer(
+            args.model,
+            text_field=args.text_field,
+            batch_size=args.batch_size,
+            prompt_modality=args.prompt_modality,
+        )
+    if "continuation" in wanted and type(scorer).__name__ == "SpeechTextScorer":
+        wanted.remove("continuation")
+        notes.append("continuation: evaluated for pure speech LMs (speech+text LMs: --task asr,tts), skipped")
     if "continuation" in wanted and scorer is not None and scorer.kind != "speech":
         if "all" in tasks:
             wanted.remove("continuation")
@@ -246,7 +268,7 @@ def run_eval(args: argparse.Namespace) -> int:
         "data": str(data),
         "split": args.split,
         "scorer": None if scorer is None else scorer.kind,
-        "text_field": args.text_field if scorer is not None and scorer.kind == "text" else None,
+        "text_field": args.text_field if type(scorer).__name__ == "TextScorer" else None,
         "limit": args.limit,
         "tasks": {},
     }
@@ -298,6 +320,71 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"wrote submission files to {args.submission_out}")
     if args.update_cards:
         _results_into_card(results, args.model)
+    return 0
+
+
+def run_corpus_tasks(args: argparse.Namespace, tasks: list[str]) -> int:
+    """``hf-slm eval MODEL --task asr,tts --data CORPUS --split test``: a speech+text LM's ASR WER and
+    its TTS intelligibility beside the original recordings'; table, JSON and PNG."""
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+    from transformers import AutoModelForCausalLM, AutoProcessor
+
+    import hf_slm  # noqa: F401
+    from hf_slm.data import load_corpus
+    from hf_slm.evaluation.judge import AsrJudge
+    from hf_slm.evaluation.speech_text import evaluate_asr, evaluate_tts, plot_corpus_tasks
+    from hf_slm.models.speech_text_lm import SpeechTextLMForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(args.model).eval()
+    if not isinstance(model, SpeechTextLMForCausalLM):
+        raise TaskError(
+            f"{args.model} is a {model.config.model_type!r} model: asr / tts need a speech+text LM"
+        )
+    processor = AutoProcessor.from_pretrained(args.model)
+    corpus = load_corpus(args.data)
+    if args.split not in corpus:
+        raise TaskError(f"{args.data} has no split {args.split!r} (it has {sorted(corpus)})")
+    data = corpus[args.split]
+    if args.limit:
+        data = data.select(range(min(args.limit, len(data))))
+    torch.manual_seed(args.seed)
+    results: dict[str, Any] = {
+        "model": str(args.model),
+        "data": str(args.data),
+        "split": args.split,
+        "tasks": {},
+    }
+    if "asr" in tasks:
+        results["tasks"]["asr"] = evaluate_asr(model, processor, data, batch_size=args.batch_size)
+    if "tts" in tasks:
+        judge_texts = load_corpus(args.judge_corpus or args.data, split=args.lm_split)["text"]
+        judge = AsrJudge.from_texts(judge_texts)
+        r = evaluate_tts(model, processor, data, judge, max_new_tokens=args.max_new_tokens)
+        r.pop("_example_audio")
+        results["tasks"]["tts"] = r
+    from rich.markup import escape
+
+    table = Table(title=escape(f"{args.model} on {args.data} [{args.split}]"))
+    for col in ("task", "utterances", "WER", "topline WER", "x topline"):
+        table.add_column(col, justify="left" if col == "task" else "right")
+    if "asr" in results["tasks"]:
+        r = results["tasks"]["asr"]
+        table.add_row("ASR (greedy)", str(r["num_utterances"]), f"{r['wer']:.3f}", "", "")
+    if "tts" in results["tasks"]:
+        r = results["tasks"]["tts"]
+        table.add_row("TTS (judge on its speech)", str(r["num_utterances"]), f"{r['wer']:.3f}",
+                      f"{r['topline_wer']:.3f}", f"{r['wer_ratio']:.2f}")  # fmt: skip
+    Console().print(table)
+    if args.out:
+        out = Path(args.out)
+        if out.suffix != ".json":
+            out = out / "eval_results.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+        png = plot_corpus_tasks(results, out.with_suffix(".png"))
+        print(f"wrote {out}" + (f" and {png}" if png else ""))
     return 0
 
 

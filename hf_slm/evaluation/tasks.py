@@ -69,6 +69,7 @@ __all__ = [
     "LikelihoodScorer",
     "PipelineContinuer",
     "SpeechScorer",
+    "SpeechTextScorer",
     "TaskError",
     "TextScorer",
     "continuation_judge",
@@ -258,6 +259,60 @@ class TextScorer:
         return out  # type: ignore[return-value]
 
 
+class SpeechTextScorer:
+    """Scores items with a speech+text LM, given as speech or as text (the Spirit LM comparison).
+
+    ``modality="speech"``: each clip is ``[SPEECH]`` + its units; ``"text"``: ``[TEXT]`` + the item's
+    text (the word or nonword, or the transcription). Both are followed by the end token, scored too.
+
+    Args:
+        model: a :class:`~hf_slm.models.speech_text_lm.SpeechTextLMForCausalLM`.
+        processor: its processor.
+        modality (`str`, defaults to `"speech"`): what the model reads of each item.
+        batch_size (`int`, defaults to 16): items per call of ``model.score``.
+    """
+
+    def __init__(self, model: Any, processor: Any, *, modality: str = "speech", batch_size: int = 16) -> None:
+        if modality not in ("speech", "text"):
+            raise ValueError(f"modality must be 'speech' or 'text', got {modality!r}")
+        self.model, self.processor, self.batch_size, self.kind = model, processor, batch_size, modality
+
+    def score(self, items: Sequence[BenchmarkItem], *, progress: bool = True) -> list[ItemScore]:
+        import torch
+        from tqdm.auto import tqdm
+
+        from hf_slm.audio import load_audio
+
+        sr = self.processor.sampling_rate
+        if self.kind == "speech":
+            import soundfile as sf
+
+            lengths = [sf.info(str(item.path)).frames for item in items]
+        else:
+            lengths = [len(item.text) for item in items]
+        order = sorted(range(len(items)), key=lambda i: lengths[i])
+        out: list[ItemScore | None] = [None] * len(items)
+        bar = tqdm(total=len(items), desc=f"scoring {self.kind}", unit="item", disable=not progress)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            if self.kind == "speech":
+                waves = [load_audio(items[i].path, target_sampling_rate=sr) for i in idx]
+                inputs = self.processor(
+                    audio=waves, sampling_rate=sr, task="speech_continuation", padding_side="right"
+                )
+            else:
+                inputs = self.processor(
+                    text=[items[i].text for i in idx], task="text_continuation", padding_side="right"
+                )
+            with torch.no_grad():
+                res = self.model.score(**inputs, add_eos=True)
+            for j, i in enumerate(idx):
+                out[i] = ItemScore(float(res.sum[j]), float(res.mean[j]), int(res.num_tokens[j]))
+            bar.update(len(idx))
+        bar.close()
+        return out  # type: ignore[return-value]
+
+
 def _can_score(model: Any) -> bool:
     import torch
 
@@ -266,12 +321,17 @@ def _can_score(model: Any) -> bool:
 
 
 def load_scorer(
-    model: str | os.PathLike, *, text_field: str = "phonemes", batch_size: int = 16
-) -> SpeechScorer | TextScorer:
+    model: str | os.PathLike,
+    *,
+    text_field: str = "phonemes",
+    batch_size: int = 16,
+    prompt_modality: str = "speech",
+) -> SpeechScorer | TextScorer | SpeechTextScorer:
     """The scorer for a model folder (or Hub id): speech LM -> :class:`SpeechScorer`, text LM -> :class:`TextScorer`.
 
-    A model whose class has a ``score`` method gets its processor and a :class:`SpeechScorer`; a
-    plain causal LM with a tokenizer gets a :class:`TextScorer` over ``text_field``.
+    A speech+text LM gets a :class:`SpeechTextScorer` reading items as ``prompt_modality`` (speech or
+    text); another model whose class has a ``score`` method gets its processor and a :class:`SpeechScorer`;
+    a plain causal LM with a tokenizer gets a :class:`TextScorer` over ``text_field``.
 
     Raises:
         TaskError: the model does not load as a causal LM, or is a causal LM with neither
@@ -294,6 +354,12 @@ def load_scorer(
             "likelihood tasks need a speech LM (with .score) or a causal text LM with a tokenizer"
         ) from None
     lm.eval()
+    from hf_slm.models.speech_text_lm import SpeechTextLMForCausalLM
+
+    if isinstance(lm, SpeechTextLMForCausalLM):
+        return SpeechTextScorer(
+            lm, AutoProcessor.from_pretrained(name), modality=prompt_modality, batch_size=batch_size
+        )
     if _can_score(lm):
         return SpeechScorer(lm, AutoProcessor.from_pretrained(name), batch_size=batch_size)
     try:

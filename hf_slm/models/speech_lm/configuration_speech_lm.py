@@ -73,7 +73,7 @@ class SpeechLMConfig(PreTrainedConfig):
                 "pair a vocoder with the tokenizer it was trained on"
             )
         tc = self.text_config
-        tc.vocab_size = self.num_special_tokens + n_units
+        tc.vocab_size = self.unit_offset + n_units
         tc.pad_token_id, tc.bos_token_id, tc.eos_token_id = (
             self.pad_token_id,
             self.bos_token_id,
@@ -81,6 +81,11 @@ class SpeechLMConfig(PreTrainedConfig):
         )
         # the model's own embedding questions are its backbone's
         self.tie_word_embeddings = bool(getattr(tc, "tie_word_embeddings", False))
+
+    @property
+    def unit_offset(self) -> int:
+        """Token id of unit 0: unit `u` is token `u + unit_offset`."""
+        return self.num_special_tokens
 
     @property
     def n_units(self) -> int:

@@ -77,8 +77,16 @@ class SpeechLMPreTrainedModel(PreTrainedModel):
 class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
     """A unit tokenizer (frozen), a causal LM over its units, and a unit vocoder.
 
-    Token ids: `0` pad, `1` begin, `2` end of utterance, unit `u` is `u + config.num_special_tokens`.
+    Token ids: `0` pad, `1` begin, `2` end of utterance, unit `u` is `u + config.unit_offset`.
     """
+
+    # speech LMs are sampled: greedy unit decoding loops
+    _default_generation: dict[str, Any] = {
+        "do_sample": True,
+        "temperature": 0.9,
+        "top_k": 50,
+        "max_new_tokens": 150,
+    }
 
     def __init__(self, config: SpeechLMConfig) -> None:
         super().__init__(config)
@@ -95,8 +103,8 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
         self.register_buffer("unit_durations", torch.ones(config.n_units))
         self.post_init()
         if self.generation_config is not None and not self.generation_config.do_sample:
-            # speech LMs are sampled (greedy unit decoding loops); a saved generation_config overrides this
-            self.generation_config.update(do_sample=True, temperature=0.9, top_k=50, max_new_tokens=150)
+            # a saved generation_config overrides these defaults
+            self.generation_config.update(**self._default_generation)
 
     def _freeze_components(self) -> None:
         # The tokenizer is fitted and the vocoder trained on their own (`hf-slm units fit`, `hf-slm
@@ -170,7 +178,7 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
         elif not isinstance(text_config, dict):
             text_config = text_config.to_dict()
         text_config = {k: v for k, v in text_config.items() if not k.startswith("_")}
-        config = SpeechLMConfig(
+        config = cls.config_class(
             unit_tokenizer_config=unit_tokenizer.config.to_dict(),
             text_config=text_config,
             vocoder_config=vocoder.config.to_dict() if vocoder is not None else None,
@@ -251,7 +259,7 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
                 raise ValueError(
                     f"unit id {int(row.max())} is outside this model's {self.config.n_units} units"
                 )
-            parts = [row + self.config.num_special_tokens]
+            parts = [row + self.config.unit_offset]
             if add_bos:
                 parts.insert(0, torch.tensor([self.config.bos_token_id]))
             if add_eos:
@@ -273,8 +281,9 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
             ends = (row == self.config.eos_token_id).nonzero()
             if len(ends):
                 row = row[: int(ends[0])]
-            row = row[row >= self.config.num_special_tokens]
-            out.append(row - self.config.num_special_tokens)
+            offset = self.config.unit_offset
+            row = row[(row >= offset) & (row < offset + self.config.n_units)]
+            out.append(row - offset)
         return out
 
     @torch.no_grad()
@@ -502,13 +511,14 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
         self.unit_durations.copy_(mean.to(self.unit_durations))
 
     # -- data for the training loop -------------------------------------------------------------------
-    def prepare_training_dataset(
+    def encode_dataset(
         self, dataset: Any, num_proc: int | None = None, audio_column: str = "audio", batch_size: int = 16
     ) -> Any:
-        """A `datasets.Dataset` with `input_ids` (begin, units, end) and `durations`, from its audio.
+        """A `datasets.Dataset` with the de-duplicated `units` of each clip and their `durations` (frames).
 
-        Runs through `datasets.map` (cached by the dataset's and this tokenizer's fingerprints), so
-        a corpus is tokenised once and trained on many times.
+        Runs through `datasets.map` (cached by the dataset's and this tokenizer's fingerprints, with
+        `num_proc` workers), so a corpus is tokenised once and trained on many times. The other
+        columns are kept.
         """
         import hashlib
 
@@ -523,18 +533,16 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
         tok = self.unit_tokenizer
         state = b"".join(v.detach().cpu().numpy().tobytes() for v in tok.state_dict().values())
         fingerprint = hashlib.sha256(state + str(tok.config.to_dict()).encode()).hexdigest()[:16]
-        offset = self.config.num_special_tokens
 
         def encode(batch: dict[str, list]) -> dict[str, list]:
             waves = [load_audio(a, target_sampling_rate=sr) for a in batch[audio_column]]
             out = tok.encode(waves, sampling_rate=sr)
-            ids, durs = [], []
+            units, durs = [], []
             for i in range(len(waves)):
                 n = int(out.lengths[i])
-                units = out.units[i, :n].tolist()
-                ids.append([self.config.bos_token_id, *(u + offset for u in units), self.config.eos_token_id])
+                units.append(out.units[i, :n].tolist())
                 durs.append(out.durations[i, :n].tolist() if out.durations is not None else [1] * n)
-            return {"input_ids": ids, "durations": durs}
+            return {"units": units, "durations": durs}
 
         keep = [c for c in dataset.column_names if c != audio_column]
         return dataset.map(
@@ -543,6 +551,21 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
             batch_size=batch_size,
             num_proc=num_proc,
             remove_columns=[audio_column],
-            new_fingerprint=f"{getattr(dataset, '_fingerprint', 'ds')}-units-{fingerprint}"[:64],
+            new_fingerprint=f"{getattr(dataset, '_fingerprint', 'ds')}-rawunits-{fingerprint}"[:64],
             desc="speech -> units",
-        ).select_columns([*keep, "input_ids", "durations"])
+        ).select_columns([*keep, "units", "durations"])
+
+    def prepare_training_dataset(
+        self, dataset: Any, num_proc: int | None = None, audio_column: str = "audio", batch_size: int = 16
+    ) -> Any:
+        """A `datasets.Dataset` with `input_ids` (begin, units, end) and `durations`, from its audio
+        (through [`~SpeechLMForCausalLM.encode_dataset`], so cached and parallel)."""
+        units = self.encode_dataset(
+            dataset, num_proc=num_proc, audio_column=audio_column, batch_size=batch_size
+        )
+        offset, bos, eos = self.config.unit_offset, self.config.bos_token_id, self.config.eos_token_id
+
+        def to_ids(batch: dict[str, list]) -> dict[str, list]:
+            return {"input_ids": [[bos, *(u + offset for u in row), eos] for row in batch["units"]]}
+
+        return units.map(to_ids, batched=True, remove_columns=["units"], desc="units -> token ids")
