@@ -11,28 +11,15 @@ Usage: python benchmarks/bench_speech_lm.py [--model zoo/speech-lm-tiny] [--repe
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
 import torch
-from rich.console import Console
-from rich.table import Table
+from _timing import median_seconds, print_table  # benchmarks/_timing.py
 
 import hf_slm  # noqa: F401  (registers the Auto classes)
 from hf_slm.models.speech_lm import SpeechLMForCausalLM
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -71,13 +58,8 @@ def main() -> None:
     rows.append((f"score {args.utterances} utterances", f"{args.utterances / one:.1f} utt/s (one at a time)",
                  f"{args.utterances / batched:.1f} utt/s (batched, length-sorted)", f"speed-up {one / batched:.2f}x"))  # fmt: skip
 
-    table = Table(title=f"speech LM speed ({Path(args.model).name}, {n_params:.1f}M-parameter backbone, "
-                  f"{torch.get_num_threads()} threads)")  # fmt: skip
-    for col in ("what", "baseline", "ours", "ratio"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(*r)
-    Console().print(table)
+    print_table(f"speech LM speed ({Path(args.model).name}, {n_params:.1f}M-parameter backbone, "
+                  f"{torch.get_num_threads()} threads)", rows)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 
 import torch
-from rich.console import Console
-from rich.table import Table
+from _timing import median_seconds, print_table  # benchmarks/_timing.py
 from transformers import AutoProcessor
 
 import hf_slm  # noqa: F401  (registers the Auto classes)
@@ -35,16 +34,6 @@ SENTENCES = [
     "our teacher read a story about a brave mouse",
     "the wind blew the yellow leaves into the garden",
 ]
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def first_audio_after_generation(model, inputs, settings) -> tuple[float, float]:
@@ -90,7 +79,9 @@ def main() -> None:
             lambda i=ids, s=settings: model.generate(**i, output_modality="speech", return_audio=False, **s),
             args.repeats,
         )
-        base = median_seconds(lambda i=ids, s=settings, sp=special: model.lm.generate(**i, **s, **sp), args.repeats)
+        base = median_seconds(
+            lambda i=ids, s=settings, sp=special: model.lm.generate(**i, **s, **sp), args.repeats
+        )
         tokens = batch * args.new_tokens
         rows.append((f"generate {args.new_tokens} tokens, batch {batch}", f"{tokens / base:.0f} tok/s (bare backbone)",
                      f"{tokens / ours:.0f} tok/s (output_modality='speech')", f"overhead {ours / base:.3f}"))  # fmt: skip
@@ -114,13 +105,8 @@ def main() -> None:
                      f"{t_stream * 1000:.0f} ms (streaming, {args.chunk_units}-unit chunks)",
                      f"{t_stream / t_after:.2f} of the wait ({t_after / t_stream:.1f}x sooner)"))  # fmt: skip
 
-    table = Table(title=f"speech+text LM speed ({Path(args.model).name}, {n_params:.1f}M-parameter backbone, "
-                  f"{torch.get_num_threads()} threads)")  # fmt: skip
-    for col in ("what", "baseline", "ours", "ratio"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(*r)
-    Console().print(table)
+    print_table(f"speech+text LM speed ({Path(args.model).name}, {n_params:.1f}M-parameter backbone, "
+                  f"{torch.get_num_threads()} threads)", rows)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -81,6 +81,29 @@ def _write_trained_card(out: Path, args: argparse.Namespace, **card) -> None:
     write_card(out, model_name=out.name, command=command, recipe=args.recipe, **card)
 
 
+def store_in_bfloat16(model) -> None:
+    """Cast a speech LM's backbone, vocoder and SSL encoder to bfloat16 for saving (half the download;
+    they load back in float32). Centroids and spectral filterbanks stay float32."""
+    import torch
+
+    model.lm.to(torch.bfloat16)
+    if model.vocoder is not None:
+        model.vocoder.to(torch.bfloat16)
+    if model.config.unit_tokenizer_config.frontend == "ssl":
+        model.unit_tokenizer.frontend.encoder.to(torch.bfloat16)
+
+
+def training_summary(summary: dict) -> dict[str, str]:
+    """The model card's lines about a training run (`training_log.json`'s summary), if there was one."""
+    if not summary:
+        return {}
+    return {
+        "steps": summary["steps"], "final training loss": f"{summary['final_train_loss']:.3f}",
+        "final validation loss": f"{summary['final_eval_loss']:.3f}",
+        "throughput": f"{summary['tokens_per_second']:.0f} tokens/s", "training time": f"{summary['minutes']:.1f} min",
+    }  # fmt: skip
+
+
 def _cmd_units_fit(args: argparse.Namespace) -> int:
     import time
 
@@ -406,8 +429,6 @@ def _cmd_speech_lm_export(args: argparse.Namespace) -> int:
     import json
     import shutil
 
-    import torch
-
     from hf_slm.evaluation.cli import card_results
     from hf_slm.models.speech_lm import SpeechLMForCausalLM
 
@@ -419,13 +440,7 @@ def _cmd_speech_lm_export(args: argparse.Namespace) -> int:
         if args.vocoder:
             model.set_vocoder(args.vocoder)
         if args.storage_dtype == "bfloat16":
-            # the backbone, vocoder and SSL encoder are stored in bfloat16 (half the download) and load
-            # back in float32; centroids and spectral filterbanks stay float32
-            model.lm.to(torch.bfloat16)
-            if model.vocoder is not None:
-                model.vocoder.to(torch.bfloat16)
-            if model.config.unit_tokenizer_config.frontend == "ssl":
-                model.unit_tokenizer.frontend.encoder.to(torch.bfloat16)
+            store_in_bfloat16(model)
         out.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(out)
         for name in ("processor_config.json", "training_log.json", "loss_curve.png"):
@@ -450,12 +465,7 @@ def _cmd_speech_lm_export(args: argparse.Namespace) -> int:
         "units": units,
         "warm start": args.warm_start or "none (from scratch)",
     }
-    if summary:
-        training.update({
-            "steps": summary["steps"], "final training loss": f"{summary['final_train_loss']:.3f}",
-            "final validation loss": f"{summary['final_eval_loss']:.3f}",
-            "throughput": f"{summary['tokens_per_second']:.0f} tokens/s", "training time": f"{summary['minutes']:.1f} min",
-        })  # fmt: skip
+    training.update(training_summary(summary))
     _write_trained_card(
         out,
         args,

@@ -13,7 +13,16 @@ _WEIGHTS = ("interleaved", "asr", "tts", "text_only", "speech_only")
 def _mixture(args: argparse.Namespace):
     from hf_slm.data.interleave import MixtureConfig
 
-    values = {k: getattr(args, k) for k in (*_WEIGHTS, "speech_ratio", "mean_span_words", "views", "seed")}
+    names = (
+        *_WEIGHTS,
+        "speech_ratio",
+        "mean_span_words",
+        "paired_span_prob",
+        "max_span_words",
+        "views",
+        "seed",
+    )
+    values = {k: getattr(args, k) for k in names}
     return MixtureConfig(**{k: v for k, v in values.items() if v is not None})
 
 
@@ -160,9 +169,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     import json
     import shutil
 
-    import torch
-
-    from hf_slm.cli import _write_trained_card
+    from hf_slm.cli import _write_trained_card, store_in_bfloat16, training_summary
     from hf_slm.models.speech_text_lm import SpeechTextLMForCausalLM
 
     src, out = Path(args.model), Path(args.out)
@@ -175,12 +182,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
         model = SpeechTextLMForCausalLM.from_pretrained(src)
         if args.storage_dtype == "bfloat16":
-            # stored in bfloat16 (half the download), loaded back in float32; centroids stay float32
-            model.lm.to(torch.bfloat16)
-            if model.vocoder is not None:
-                model.vocoder.to(torch.bfloat16)
-            if model.config.unit_tokenizer_config.frontend == "ssl":
-                model.unit_tokenizer.frontend.encoder.to(torch.bfloat16)
+            store_in_bfloat16(model)
         out.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(out)
         AutoProcessor.from_pretrained(src).save_pretrained(out)
@@ -209,12 +211,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         "starting point": args.text_lm or "a text LM",
         "data": args.data_description or "interleaved, ASR, TTS, text-only and speech-only sequences",
     }
-    if summary:
-        training.update({
-            "steps": summary["steps"], "final training loss": f"{summary['final_train_loss']:.3f}",
-            "final validation loss": f"{summary['final_eval_loss']:.3f}",
-            "throughput": f"{summary['tokens_per_second']:.0f} tokens/s", "training time": f"{summary['minutes']:.1f} min",
-        })  # fmt: skip
+    training.update(training_summary(summary))
     name = out.name
     _write_trained_card(
         out,
@@ -250,6 +247,13 @@ def _add_mixture_args(p: argparse.ArgumentParser) -> None:
         "--speech-ratio", type=float, default=None, help="share of interleaved words that are spoken"
     )
     g.add_argument("--mean-span-words", type=float, default=None, help="mean interleaved span, in words")
+    g.add_argument(
+        "--paired-span-prob",
+        type=float,
+        default=None,
+        help="chance an ASR / TTS pair is a span of a few words",
+    )
+    g.add_argument("--max-span-words", type=int, default=None, help="longest such span, in words")
     g.add_argument("--views", type=int, default=None, help="sequences drawn per utterance")
     g.add_argument("--seed", type=int, default=None)
 

@@ -88,3 +88,61 @@ def test_init_then_export_makes_a_loadable_zoo_folder(tiny_corpus_dir, tmp_path)
     card = (out / "README.md").read_text()
     assert "model-index" in card and "0.75" in card and "speech-continuation" in card
     assert (out / "model.safetensors").stat().st_size < 0.6 * (init / "model.safetensors").stat().st_size
+
+
+def test_speech_text_lm_init_mix_export_eval(tiny_corpus_dir, tiny_corpus, tmp_path):
+    """The family-2 recipe's commands on a tiny corpus: a WordPiece text LM's vocabulary extended,
+    the units and the mixture written, an ablation mixture, the zoo folder, and asr/tts evaluation."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    assert main(["data", "text", "--data", str(tiny_corpus_dir), "--tokenizer", "wordpiece", "--vocab-size", "200",
+                 "--out", str(tmp_path / "text")]) == 0  # fmt: skip
+    tok = AutoTokenizer.from_pretrained(tmp_path / "text" / "tokenizer")
+    assert tok.unk_token_id not in tok("zyxwv blorpish")["input_ids"]  # any word is spelled
+    text_lm = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                           num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024))  # fmt: skip
+    text_lm.save_pretrained(tmp_path / "text-lm")
+    tok.save_pretrained(tmp_path / "text-lm")
+    init = tmp_path / "init"
+    code = main(["speech-text-lm", "init", "--unit-tokenizer", str(ZOO / "units-mfcc-256"), "--vocoder",
+                 str(ZOO / "vocoder-mfcc-256"), "--text-lm", str(tmp_path / "text-lm"), "--data", str(tiny_corpus_dir),
+                 "--views", "2", "--out", str(init)])  # fmt: skip
+    assert code == 0
+    mix = load_from_disk(str(init / "mixture"))
+    n_train = len(tiny_corpus["train"])
+    assert len(mix["train"]) == 2 * n_train and "interleaved" in set(mix["train"]["kind"])
+    model = AutoModelForCausalLM.from_pretrained(init)
+    proc = AutoProcessor.from_pretrained(init)
+    assert model.config.vocab_size == len(proc.tokenizer) == len(tok) + 5 + 256
+    assert torch.equal(model.get_input_embeddings().weight[: len(tok)], text_lm.get_input_embeddings().weight)
+    assert (
+        main(
+            [
+                "speech-text-lm",
+                "mix",
+                "--model",
+                str(init),
+                "--out",
+                str(tmp_path / "noil"),
+                "--interleaved",
+                "0",
+            ]
+        )
+        == 0
+    )
+    assert "interleaved" not in set(load_from_disk(str(tmp_path / "noil"))["train"]["kind"])
+
+    zoo = tmp_path / "zoo"
+    assert main(["speech-text-lm", "export", "--model", str(init), "--out", str(zoo)]) == 0
+    loaded = AutoModelForCausalLM.from_pretrained(zoo)
+    assert loaded.lm.dtype == torch.float32 and (zoo / "tokenizer.json").exists()
+    code = main(["eval", str(zoo), "--task", "asr,tts", "--data", str(tiny_corpus_dir), "--split", "test",
+                 "--limit", "2", "--max-new-tokens", "8", "--out", str(tmp_path / "st.json")])  # fmt: skip
+    assert code == 0
+    results = json.loads((tmp_path / "st.json").read_text())
+    assert results["tasks"]["asr"]["num_utterances"] == 2 and 0 <= results["tasks"]["tts"]["topline_wer"]
+    assert (tmp_path / "st.png").exists()
+    assert main(["speech-text-lm", "export", "--model", str(init), "--out", str(zoo), "--card-only",
+                 "--results-corpus", str(tmp_path / "st.json")]) == 0  # fmt: skip
+    card = (zoo / "README.md").read_text()
+    assert "ASR, greedy" in card and "model-index" in card

@@ -416,6 +416,19 @@ def test_build_mixture_weights_and_layouts(processor):
     assert same["input_ids"] == mix["input_ids"]
     none = build_mixture(units, processor, MixtureConfig(interleaved=0, views=3), progress=False)
     assert "interleaved" not in set(none["kind"])
+    spans = build_mixture(units, processor, MixtureConfig(asr=1, interleaved=0, tts=0, text_only=0, speech_only=0,
+                                                          paired_span_prob=1.0, max_span_words=2), progress=False)  # fmt: skip
+    by_id = {r["id"]: r for r in units}
+    for row in spans:  # a span of one or two words: its text and exactly the units of those words
+        ids, source = row["input_ids"], by_id[row["id"]]
+        cut = ids.index(m["[TEXT]"])
+        text = processor.tokenizer.decode(ids[cut + 1 : -1])
+        assert 1 <= len(text.split()) <= 2 and text in source["text"]
+        n_units = len(ids[3:cut])
+        words, said = [w["word"] for w in source["words"]], text.split()
+        spans_of = word_unit_spans(source["words"], source["durations"], 50.0)
+        places = [k for k in range(len(words)) if words[k : k + len(said)] == said]
+        assert any(n_units == spans_of[k + len(said) - 1][1] - spans_of[k][0] for k in places)
     with pytest.raises(ValueError, match="unknown mixture settings \\['ratio'\\]"):
         MixtureConfig.from_dict({"ratio": 0.5})
     with pytest.raises(ValueError, match="lacks \\['units'\\]"):

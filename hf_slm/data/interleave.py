@@ -36,19 +36,26 @@ class MixtureConfig:
         speech_ratio (`float`, defaults to 0.5): the share of an interleaved sequence's words that
             are spoken (span lengths are drawn so that this holds on average).
         mean_span_words (`float`, defaults to 3.0): mean length of a span, in words (geometric).
-        views (`int`, defaults to 2): sequences drawn per utterance (each with its own kind and
+        paired_span_prob (`float`, defaults to 0.5): the chance that an ASR / TTS sequence pairs a
+            random span of 1 to `max_span_words` words (its units and its text) instead of the whole
+            utterance: many short, easy pairs from which the model learns which units spell which
+            words before it has to align whole sentences.
+        max_span_words (`int`, defaults to 4): the longest such span.
+        views (`int`, defaults to 4): sequences drawn per utterance (each with its own kind and
             switch points), so a corpus gives several different mixes.
         seed (`int`, defaults to 0): the draws are deterministic given the seed.
     """
 
-    interleaved: float = 0.4
-    asr: float = 0.2
-    tts: float = 0.2
+    interleaved: float = 0.3
+    asr: float = 0.25
+    tts: float = 0.25
     text_only: float = 0.1
     speech_only: float = 0.1
     speech_ratio: float = 0.5
     mean_span_words: float = 3.0
-    views: int = 2
+    paired_span_prob: float = 0.5
+    max_span_words: int = 4
+    views: int = 4
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -59,6 +66,10 @@ class MixtureConfig:
             raise ValueError(f"speech_ratio must be in [0, 1], got {self.speech_ratio}")
         if self.mean_span_words < 1:
             raise ValueError(f"mean_span_words must be >= 1, got {self.mean_span_words}")
+        if not 0.0 <= self.paired_span_prob <= 1.0:
+            raise ValueError(f"paired_span_prob must be in [0, 1], got {self.paired_span_prob}")
+        if self.max_span_words < 1:
+            raise ValueError(f"max_span_words must be >= 1, got {self.max_span_words}")
         if self.views < 1:
             raise ValueError(f"views must be >= 1, got {self.views}")
 
@@ -153,7 +164,8 @@ def build_mixture(
     from tqdm.auto import tqdm
 
     config = config or MixtureConfig()
-    needed = {"units", "durations", "text"} | ({"words"} if config.interleaved > 0 else set())
+    spans_needed = config.interleaved > 0 or config.paired_span_prob > 0
+    needed = {"units", "durations", "text"} | ({"words"} if spans_needed else set())
     missing = sorted(needed - set(units.column_names))
     if missing:
         raise ValueError(
@@ -176,21 +188,28 @@ def build_mixture(
     ):
         unit_ids = [u + offset for u in row["units"]]
         text_ids = processor.text_ids(row["text"].lower())
+        words = row.get("words") or []
+        spans = word_unit_spans(words, row["durations"], frame_rate) if words else []
+        aligned = len(words) >= 2 and all(a < b for a, b in spans)
+        word_ids = [processor.text_ids(w["word"].lower()) for w in words] if aligned else []
         for _ in range(config.views):
             kind = rng.choices(kinds, weights)[0]
             if kind == "interleaved":
-                words = row["words"]
-                spans = word_unit_spans(words, row["durations"], frame_rate)
-                if len(words) < 2 or any(a == b for a, b in spans):
+                if not aligned:
                     skipped += 1  # an alignment that gives a word no unit: fall back to a paired sequence
                     kind = rng.choice([k for k in kinds if k != "interleaved"] or ["asr"])
                 else:
-                    word_ids = [processor.text_ids(w["word"].lower()) for w in words]
                     body = interleave(word_ids, [unit_ids[a:b] for a, b in spans], rng, config, m)
+            pair_units, pair_text = unit_ids, text_ids
+            if kind in ("asr", "tts") and aligned and rng.random() < config.paired_span_prob:
+                width = rng.randint(1, min(config.max_span_words, len(words)))
+                i = rng.randrange(len(words) - width + 1)
+                pair_units = unit_ids[spans[i][0] : spans[i + width - 1][1]]
+                pair_text = [t for w in word_ids[i : i + width] for t in w]
             if kind == "asr":
-                body = [m["[ASR]"], m["[SPEECH]"], *unit_ids, m["[TEXT]"], *text_ids]
+                body = [m["[ASR]"], m["[SPEECH]"], *pair_units, m["[TEXT]"], *pair_text]
             elif kind == "tts":
-                body = [m["[TTS]"], m["[TEXT]"], *text_ids, m["[SPEECH]"], *unit_ids]
+                body = [m["[TTS]"], m["[TEXT]"], *pair_text, m["[SPEECH]"], *pair_units]
             elif kind == "text_only":
                 body = [m["[TEXT]"], *text_ids]
             elif kind == "speech_only":

@@ -49,19 +49,12 @@ def build_word_tokenizer(texts: Any, out: str | Path | None = None) -> Any:
     Ids 0-3 are `<pad>`, `<s>`, `</s>`, `<unk>`; every encoding starts with `<s>`. Built with the
     `tokenizers` library, so no download is needed.
     """
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=list(SPECIAL_TOKENS)))
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
-    )
-    if out is not None:
-        fast.save_pretrained(out)
-    return fast
+    return _wrap(tok, out)
 
 
 def build_subword_tokenizer(texts: Any, vocab_size: int = 1000, out: str | Path | None = None) -> Any:
@@ -71,8 +64,7 @@ def build_subword_tokenizer(texts: Any, vocab_size: int = 1000, out: str | Path 
     piece inside a word), so text LMs built on it can score nonwords and read new sentences.
     Ids 0-3 are `<pad>`, `<s>`, `</s>`, `<unk>`; every encoding starts with `<s>`.
     """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
     tok = Tokenizer(models.WordPiece(unk_token="<unk>", continuing_subword_prefix="##"))
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
@@ -85,6 +77,14 @@ def build_subword_tokenizer(texts: Any, vocab_size: int = 1000, out: str | Path 
     )
     tok.train_from_iterator(texts, trainer)
     tok.decoder = decoders.WordPiece(prefix="##")
+    return _wrap(tok, out)
+
+
+def _wrap(tok: Any, out: str | Path | None) -> Any:
+    """A `PreTrainedTokenizerFast` over a trained `tokenizers` tokenizer: `<s>` first, saved to `out`."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"

@@ -309,13 +309,7 @@ def run_eval(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}")
     if args.out:
-        out = Path(args.out)
-        if out.suffix != ".json":
-            out = out / "eval_results.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
-        png = plot_results(results, out.with_suffix(".png"))
-        print(f"wrote {out}" + (f" and {png}" if png else ""))
+        write_results(results, args.out, plot_results)
     if args.submission_out:
         print(f"wrote submission files to {args.submission_out}")
     if args.update_cards:
@@ -378,14 +372,20 @@ def run_corpus_tasks(args: argparse.Namespace, tasks: list[str]) -> int:
                       f"{r['topline_wer']:.3f}", f"{r['wer_ratio']:.2f}")  # fmt: skip
     Console().print(table)
     if args.out:
-        out = Path(args.out)
-        if out.suffix != ".json":
-            out = out / "eval_results.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
-        png = plot_corpus_tasks(results, out.with_suffix(".png"))
-        print(f"wrote {out}" + (f" and {png}" if png else ""))
+        write_results(results, args.out, plot_corpus_tasks)
     return 0
+
+
+def write_results(results: dict[str, Any], out: str | Path, plot: Any) -> Path:
+    """Write results as JSON (a folder gets eval_results.json) and ``plot(results, PNG)`` beside it."""
+    out = Path(out)
+    if out.suffix != ".json":
+        out = out / "eval_results.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    png = plot(results, out.with_suffix(".png"))
+    print(f"wrote {out}" + (f" and {png}" if png else ""))
+    return out
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
