@@ -140,7 +140,7 @@ def test_speech_text_lm_init_mix_export_eval(tiny_corpus_dir, tiny_corpus, tmp_p
                  "--limit", "2", "--max-new-tokens", "8", "--out", str(tmp_path / "st.json")])  # fmt: skip
     assert code == 0
     results = json.loads((tmp_path / "st.json").read_text())
-    assert results["tasks"]["asr"]["num_utterances"] == 2 and 0 <= results["tasks"]["tts"]["topline_wer"]
+    assert results["tasks"]["asr"]["num_utterances"] == 2 and results["tasks"]["tts"]["topline_wer"] >= 0
     assert (tmp_path / "st.png").exists()
     assert main(["speech-text-lm", "export", "--model", str(init), "--out", str(zoo), "--card-only",
                  "--results-corpus", str(tmp_path / "st.json")]) == 0  # fmt: skip
