@@ -18,6 +18,22 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def paired_median_seconds(
+    fn_a: Callable[[], object], fn_b: Callable[[], object], repeats: int
+) -> tuple[float, float]:
+    """Median wall times of `fn_a()` and `fn_b()`, called in alternation (after a warm-up of each), so
+    that drifts of a shared machine fall on both alike."""
+    fn_a()
+    fn_b()
+    a, b = [], []
+    for _ in range(repeats):
+        for fn, times in ((fn_a, a), (fn_b, b)):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(a), statistics.median(b)
+
+
 def print_table(
     title: str, rows: Sequence[Sequence[str]], columns: Sequence[str] = ("what", "baseline", "ours", "ratio")
 ) -> None:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import torch
-from _timing import median_seconds, print_table  # benchmarks/_timing.py
+from _timing import paired_median_seconds, print_table  # benchmarks/_timing.py
 from transformers import AutoProcessor
 
 import hf_slm  # noqa: F401  (registers the Auto classes)
@@ -58,7 +58,7 @@ def first_audio_streaming(model, inputs, settings, chunk_units: int) -> tuple[fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(ROOT / "zoo" / "speech-text-lm-tiny"))
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--new-tokens", type=int, default=150)
     parser.add_argument("--chunk-units", type=int, default=20, help="units per streamed chunk")
     args = parser.parse_args()
@@ -75,12 +75,10 @@ def main() -> None:
         ids = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
         settings = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False)
         special = {"pad_token_id": model.config.pad_token_id, "eos_token_id": model.config.eos_token_id}
-        ours = median_seconds(
+        ours, base = paired_median_seconds(
             lambda i=ids, s=settings: model.generate(**i, output_modality="speech", return_audio=False, **s),
+            lambda i=ids, s=settings, sp=special: model.lm.generate(**i, **s, **sp),
             args.repeats,
-        )
-        base = median_seconds(
-            lambda i=ids, s=settings, sp=special: model.lm.generate(**i, **s, **sp), args.repeats
         )
         tokens = batch * args.new_tokens
         rows.append((f"generate {args.new_tokens} tokens, batch {batch}", f"{tokens / base:.0f} tok/s (bare backbone)",
