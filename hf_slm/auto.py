@@ -85,16 +85,22 @@ def _tiny_units(model: Any) -> dict[str, Any]:
     return {"units": units, "speaker_ids": torch.tensor([0, 1]), "target_values": target}
 
 
+# the components of the tiny speech LMs of both families: MFCC units, a 2-layer Llama, a small vocoder
+_TINY_COMPONENTS = {
+    "unit_tokenizer_config": {"frontend": "mfcc", "n_units": 16},
+    "text_config": {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                    "num_attention_heads": 2, "num_key_value_heads": 2, "max_position_embeddings": 256},
+    "vocoder_config": {"n_units": 16, "hidden_size": 32, "intermediate_size": 64, "num_unit_layers": 1,
+                       "num_frame_layers": 1},
+}  # fmt: skip
+
+
 def _tiny_speech_lm_config() -> Any:
+    import copy
+
     from hf_slm.models.speech_lm import SpeechLMConfig
 
-    return SpeechLMConfig(
-        unit_tokenizer_config={"frontend": "mfcc", "n_units": 16},
-        text_config={"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                     "num_attention_heads": 2, "num_key_value_heads": 2, "max_position_embeddings": 256},
-        vocoder_config={"n_units": 16, "hidden_size": 32, "intermediate_size": 64, "num_unit_layers": 1,
-                        "num_frame_layers": 1},
-    )  # fmt: skip
+    return SpeechLMConfig(**copy.deepcopy(_TINY_COMPONENTS))
 
 
 def _tiny_unit_ids(model: Any) -> dict[str, Any]:
@@ -116,16 +122,11 @@ def _tiny_prompts(model: Any) -> dict[str, Any]:
 
 
 def _tiny_speech_text_lm_config() -> Any:
+    import copy
+
     from hf_slm.models.speech_text_lm import SpeechTextLMConfig
 
-    return SpeechTextLMConfig(
-        text_vocab_size=40,
-        unit_tokenizer_config={"frontend": "mfcc", "n_units": 16},
-        text_config={"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                     "num_attention_heads": 2, "num_key_value_heads": 2, "max_position_embeddings": 256},
-        vocoder_config={"n_units": 16, "hidden_size": 32, "intermediate_size": 64, "num_unit_layers": 1,
-                        "num_frame_layers": 1},
-    )  # fmt: skip
+    return SpeechTextLMConfig(text_vocab_size=40, **copy.deepcopy(_TINY_COMPONENTS))
 
 
 def _tiny_mixed_ids(model: Any, padding_side: str = "right", end: str = "eos") -> dict[str, Any]:
