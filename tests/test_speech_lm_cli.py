@@ -146,3 +146,16 @@ def test_speech_text_lm_init_mix_export_eval(tiny_corpus_dir, tiny_corpus, tmp_p
                  "--results-corpus", str(tmp_path / "st.json")]) == 0  # fmt: skip
     card = (zoo / "README.md").read_text()
     assert "ASR, greedy" in card and "model-index" in card
+
+
+def test_encode_dataset_in_two_processes_gives_the_same_units(tiny_corpus):
+    """`num_proc` workers get the tokenizer by pickle: an SSL encoder's weight-norm convolution must not stop that."""
+    from hf_slm.models.speech_lm import SpeechLMForCausalLM
+
+    backbone = {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                "num_attention_heads": 2, "num_key_value_heads": 2}  # fmt: skip
+    model = SpeechLMForCausalLM.from_components(ZOO / "units-ctc-phones", text_config=backbone)
+    clips = tiny_corpus["validation"].select(range(min(6, len(tiny_corpus["validation"]))))
+    one = model.encode_dataset(clips)
+    two = model.encode_dataset(clips.flatten_indices(), num_proc=2)
+    assert one["units"] == two["units"] and one["durations"] == two["durations"] and len(one["units"][0]) > 5

@@ -533,6 +533,8 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
         tok = self.unit_tokenizer
         state = b"".join(v.detach().cpu().numpy().tobytes() for v in tok.state_dict().values())
         fingerprint = hashlib.sha256(state + str(tok.config.to_dict()).encode()).hexdigest()[:16]
+        if num_proc and num_proc > 1:
+            tok = _picklable(tok)  # the workers get a copy of the tokenizer by pickle
 
         def encode(batch: dict[str, list]) -> dict[str, list]:
             waves = [load_audio(a, target_sampling_rate=sr) for a in batch[audio_column]]
@@ -569,3 +571,17 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
             return {"input_ids": [[bos, *(u + offset for u in row), eos] for row in batch["units"]]}
 
         return units.map(to_ids, batched=True, remove_columns=["units"], desc="units -> token ids")
+
+
+def _picklable(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` that pickles: torch refuses to pickle parametrized modules (the weight norm
+    of HuBERT / wav2vec 2.0 positional convolutions), so the copy holds their computed weights instead.
+    The outputs are the same."""
+    import torch.nn.utils.parametrize as parametrize
+
+    module = copy.deepcopy(module)
+    for sub in module.modules():
+        if parametrize.is_parametrized(sub):
+            for name in list(sub.parametrizations.keys()):
+                parametrize.remove_parametrizations(sub, name, leave_parametrized=True)
+    return module
