@@ -537,6 +537,9 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
             tok = _picklable(tok)  # the workers get a copy of the tokenizer by pickle
 
         def encode(batch: dict[str, list]) -> dict[str, list]:
+            if num_proc and num_proc > 1:
+                # a forked worker must not enter the parent's OpenMP thread pool (it hangs): one thread each
+                torch.set_num_threads(1)
             waves = [load_audio(a, target_sampling_rate=sr) for a in batch[audio_column]]
             out = tok.encode(waves, sampling_rate=sr)
             units, durs = [], []
