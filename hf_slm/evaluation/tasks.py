@@ -148,23 +148,34 @@ class SpeechScorer:
         self.batch_size = batch_size
         self.sampling_rate = int(getattr(processor, "sampling_rate", 16_000))
 
-    def score(self, items: Sequence[BenchmarkItem], *, progress: bool = True) -> list[ItemScore]:
+    score_kwargs: dict[str, Any] = {}
+
+    def _lengths(self, items: Sequence[BenchmarkItem]) -> list[int]:
         import soundfile as sf
+
+        return [sf.info(str(item.path)).frames for item in items]
+
+    def _waves(self, batch: Sequence[BenchmarkItem]) -> list[Any]:
+        from hf_slm.audio import load_audio
+
+        return [load_audio(item.path, target_sampling_rate=self.sampling_rate) for item in batch]
+
+    def _inputs(self, batch: Sequence[BenchmarkItem]) -> Any:
+        return self.processor(audio=self._waves(batch), sampling_rate=self.sampling_rate, return_tensors="pt")
+
+    def score(self, items: Sequence[BenchmarkItem], *, progress: bool = True) -> list[ItemScore]:
         import torch
         from tqdm.auto import tqdm
 
-        from hf_slm.audio import load_audio
-
-        lengths = [sf.info(str(item.path)).frames for item in items]
+        lengths = self._lengths(items)
         order = sorted(range(len(items)), key=lambda i: lengths[i])
         out: list[ItemScore | None] = [None] * len(items)
-        bar = tqdm(total=len(items), desc="scoring audio", unit="clip", disable=not progress)
+        bar = tqdm(total=len(items), desc=f"scoring {self.kind}", unit="item", disable=not progress)
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            waves = [load_audio(items[i].path, target_sampling_rate=self.sampling_rate) for i in idx]
-            inputs = self.processor(audio=waves, sampling_rate=self.sampling_rate, return_tensors="pt")
+            inputs = self._inputs([items[i] for i in idx])
             with torch.no_grad():
-                res = self.model.score(**inputs)
+                res = self.model.score(**inputs, **self.score_kwargs)
             sums, means, counts = (res.sum.tolist(), res.mean.tolist(), res.num_tokens.tolist())
             for j, i in enumerate(idx):
                 out[i] = ItemScore(float(sums[j]), float(means[j]), int(counts[j]))
@@ -259,11 +270,12 @@ class TextScorer:
         return out  # type: ignore[return-value]
 
 
-class SpeechTextScorer:
+class SpeechTextScorer(SpeechScorer):
     """Scores items with a speech+text LM, given as speech or as text (the Spirit LM comparison).
 
     ``modality="speech"``: each clip is ``[SPEECH]`` + its units; ``"text"``: ``[TEXT]`` + the item's
     text (the word or nonword, or the transcription). Both are followed by the end token, scored too.
+    Batching is :class:`SpeechScorer`'s.
 
     Args:
         model: a :class:`~hf_slm.models.speech_text_lm.SpeechTextLMForCausalLM`.
@@ -272,45 +284,29 @@ class SpeechTextScorer:
         batch_size (`int`, defaults to 16): items per call of ``model.score``.
     """
 
+    score_kwargs = {"add_eos": True}
+
     def __init__(self, model: Any, processor: Any, *, modality: str = "speech", batch_size: int = 16) -> None:
         if modality not in ("speech", "text"):
             raise ValueError(f"modality must be 'speech' or 'text', got {modality!r}")
-        self.model, self.processor, self.batch_size, self.kind = model, processor, batch_size, modality
+        super().__init__(model, processor, batch_size=batch_size)
+        self.kind = modality
 
-    def score(self, items: Sequence[BenchmarkItem], *, progress: bool = True) -> list[ItemScore]:
-        import torch
-        from tqdm.auto import tqdm
+    def _lengths(self, items: Sequence[BenchmarkItem]) -> list[int]:
+        return super()._lengths(items) if self.kind == "speech" else [len(item.text) for item in items]
 
-        from hf_slm.audio import load_audio
-
-        sr = self.processor.sampling_rate
+    def _inputs(self, batch: Sequence[BenchmarkItem]) -> Any:
         if self.kind == "speech":
-            import soundfile as sf
-
-            lengths = [sf.info(str(item.path)).frames for item in items]
-        else:
-            lengths = [len(item.text) for item in items]
-        order = sorted(range(len(items)), key=lambda i: lengths[i])
-        out: list[ItemScore | None] = [None] * len(items)
-        bar = tqdm(total=len(items), desc=f"scoring {self.kind}", unit="item", disable=not progress)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            if self.kind == "speech":
-                waves = [load_audio(items[i].path, target_sampling_rate=sr) for i in idx]
-                inputs = self.processor(
-                    audio=waves, sampling_rate=sr, task="speech_continuation", padding_side="right"
-                )
-            else:
-                inputs = self.processor(
-                    text=[items[i].text for i in idx], task="text_continuation", padding_side="right"
-                )
-            with torch.no_grad():
-                res = self.model.score(**inputs, add_eos=True)
-            for j, i in enumerate(idx):
-                out[i] = ItemScore(float(res.sum[j]), float(res.mean[j]), int(res.num_tokens[j]))
-            bar.update(len(idx))
-        bar.close()
-        return out  # type: ignore[return-value]
+            waves = self._waves(batch)
+            return self.processor(
+                audio=waves,
+                sampling_rate=self.sampling_rate,
+                task="speech_continuation",
+                padding_side="right",
+            )
+        return self.processor(
+            text=[item.text for item in batch], task="text_continuation", padding_side="right"
+        )
 
 
 def _can_score(model: Any) -> bool:

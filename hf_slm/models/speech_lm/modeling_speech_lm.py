@@ -58,6 +58,17 @@ class SpeechLMScoreOutput(ModelOutput):
     num_tokens: torch.LongTensor | None = None
 
 
+def pad_rows(rows: list[torch.Tensor], pad: int, side: str, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows of different lengths as one padded batch (padding on ``side``) and its attention mask."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        span = slice(width - len(r), width) if side == "left" else slice(0, len(r))
+        ids[i, span], mask[i, span] = r.cpu(), 1
+    return ids.to(device), mask.to(device)
+
+
 class SpeechLMPreTrainedModel(PreTrainedModel):
     config_class = SpeechLMConfig
     base_model_prefix = "speech_lm"
@@ -265,13 +276,8 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
             if add_eos:
                 parts.append(torch.tensor([self.config.eos_token_id]))
             rows.append(torch.cat(parts))
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.config.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            span = slice(width - len(r), width) if padding_side == "left" else slice(0, len(r))
-            ids[i, span], mask[i, span] = r, 1
-        return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+        ids, mask = pad_rows(rows, self.config.pad_token_id, padding_side, self.device)
+        return {"input_ids": ids, "attention_mask": mask}
 
     def ids_to_units(self, sequences: Any) -> list[torch.Tensor]:
         """The unit ids of token sequences (e.g. `generate` output): specials dropped, cut at the end token."""

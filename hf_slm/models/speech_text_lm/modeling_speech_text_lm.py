@@ -35,7 +35,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.utils import ModelOutput
 
 from hf_slm.audio import AudioError
-from hf_slm.models.speech_lm.modeling_speech_lm import SpeechLMForCausalLM, SpeechLMScoreOutput
+from hf_slm.models.speech_lm.modeling_speech_lm import SpeechLMForCausalLM, SpeechLMScoreOutput, pad_rows
 from hf_slm.models.speech_text_lm.configuration_speech_text_lm import SpeechTextLMConfig
 
 __all__ = ["MODALITIES", "SpeechTextLMForCausalLM", "SpeechTextLMGenerateOutput"]
@@ -59,18 +59,6 @@ class SpeechTextLMGenerateOutput(ModelOutput):
     audio: list[torch.FloatTensor] | None = None
     sampling_rate: int | None = None
     units: list[list[int]] | None = None
-
-
-def _pad_rows(
-    rows: list[torch.Tensor], pad: int, side: str, device: Any
-) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        span = slice(width - len(r), width) if side == "left" else slice(0, len(r))
-        ids[i, span], mask[i, span] = r.cpu(), 1
-    return ids.to(device), mask.to(device)
 
 
 class SpeechTextLMForCausalLM(SpeechLMForCausalLM):
@@ -214,7 +202,7 @@ class SpeechTextLMForCausalLM(SpeechLMForCausalLM):
                 f"with its audio as units a sequence is {longest} tokens, longer than the model's context of "
                 f"{limit}: use shorter clips or less text"
             )
-        ids, mask = _pad_rows(rows, self.config.pad_token_id, padding_side, self.device)
+        ids, mask = pad_rows(rows, self.config.pad_token_id, padding_side, self.device)
         return {"input_ids": ids, "attention_mask": mask, "durations": durations}
 
     # -- forward ------------------------------------------------------------------------------------
@@ -299,7 +287,7 @@ class SpeechTextLMForCausalLM(SpeechLMForCausalLM):
         if add_eos:
             eos = torch.tensor([self.config.eos_token_id], device=rows[0].device)
             rows = [torch.cat([r, eos]) for r in rows]
-        ids, mask = _pad_rows(rows, self.config.pad_token_id, "right", self.device)
+        ids, mask = pad_rows(rows, self.config.pad_token_id, "right", self.device)
         return super().score(input_ids=ids, attention_mask=mask, batch_size=batch_size)
 
     # -- generation -----------------------------------------------------------------------------------
