@@ -7,6 +7,17 @@ classes (see ``hf_slm/auto.py``), so ``AutoModel.from_pretrained(folder)`` just 
 from hf_slm import auto
 from hf_slm.audio import DEFAULT_SAMPLING_RATE, AudioError, load_audio
 from hf_slm.auto import MODEL_REGISTRY, ModelSpec, register_model
+from hf_slm.models import (
+    SpeechAwareLMConfig,
+    SpeechAwareLMForConditionalGeneration,
+    SpeechAwareLMProcessor,
+    SpeechLMConfig,
+    SpeechLMForCausalLM,
+    SpeechLMProcessor,
+    SpeechTextLMConfig,
+    SpeechTextLMForCausalLM,
+    SpeechTextLMProcessor,
+)
 
 __version__ = "0.1.0"
 
@@ -15,6 +26,15 @@ __all__ = [
     "MODEL_REGISTRY",
     "AudioError",
     "ModelSpec",
+    "SpeechAwareLMConfig",
+    "SpeechAwareLMForConditionalGeneration",
+    "SpeechAwareLMProcessor",
+    "SpeechLMConfig",
+    "SpeechLMForCausalLM",
+    "SpeechLMProcessor",
+    "SpeechTextLMConfig",
+    "SpeechTextLMForCausalLM",
+    "SpeechTextLMProcessor",
     "auto",
     "load_audio",
     "register_model",

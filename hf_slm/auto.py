@@ -34,6 +34,9 @@ class ModelSpec:
     prepare: Callable[[Any], None] | None = None  # makes a fresh tiny model usable (e.g. sets centroids)
     trainable: bool = True  # whether forward is differentiable in some parameters
     generate_inputs: Callable[[Any], dict[str, Any]] | None = None  # model -> kwargs for generate/score
+    # more tiny configs of the same class (name -> builder), each tested like `tiny_config` (timm's
+    # variants of one architecture: e.g. every adapter of the speech-aware LM)
+    variants: dict[str, Callable[[], Any]] | None = None
 
     @property
     def model_type(self) -> str:
@@ -159,10 +162,80 @@ def _tiny_mixed_ids(model: Any, padding_side: str = "right", end: str = "eos") -
     return out
 
 
+# family 3: tiny audio encoders (Whisper, HuBERT with layer or group norm) + the same Llama
+_TINY_WHISPER = {"model_type": "whisper", "d_model": 32, "encoder_layers": 2, "encoder_attention_heads": 2,
+                 "encoder_ffn_dim": 64, "num_mel_bins": 80, "max_source_positions": 200, "vocab_size": 64,
+                 "decoder_layers": 1, "decoder_attention_heads": 2, "decoder_ffn_dim": 64,
+                 "decoder_start_token_id": 1, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}  # fmt: skip
+_TINY_HUBERT = {"model_type": "hubert", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                "intermediate_size": 64, "conv_dim": [16, 16, 16], "conv_kernel": [10, 4, 4], "conv_stride": [5, 4, 4],
+                "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 4, "feat_extract_norm": "layer",
+                "do_stable_layer_norm": True, "vocab_size": 8}  # fmt: skip
+
+
+def _tiny_speech_aware_lm_config(adapter: str = "stack_mlp", encoder: str = "whisper", **kwargs: Any) -> Any:
+    import copy
+
+    from hf_slm.models.speech_aware_lm import SpeechAwareLMConfig
+
+    audio = copy.deepcopy(_TINY_WHISPER if encoder == "whisper" else _TINY_HUBERT)
+    if encoder == "hubert-group":
+        audio.update(feat_extract_norm="group", do_stable_layer_norm=False)
+    text = {**copy.deepcopy(_TINY_COMPONENTS["text_config"]), "vocab_size": 64}
+    adapter_config = {"hidden_size": 32, "num_heads": 2, "num_layers": 1} if adapter == "qformer" else None
+    return SpeechAwareLMConfig(
+        audio_config=audio, text_config=text, adapter_type=adapter, adapter_config=adapter_config,
+        audio_token_id=63, pad_token_id=0, bos_token_id=1, eos_token_id=2, **kwargs,
+    )  # fmt: skip
+
+
+def _tiny_audio_chat(model: Any, padding_side: str = "right") -> dict[str, Any]:
+    """Two rows: [bos, 5 text, clip of 0.5 s, 3 text, clip of 0.3 s, 2 text] and [bos, 4 text, clip of 0.4 s, 3 text],
+    with the exact number of placeholders per clip and the clips' features (log-mel or waveform)."""
+    import torch
+
+    c = model.config
+    g = torch.Generator().manual_seed(0)
+    samples = [8000, 4800, 6400]
+    counts = model.audio_output_lengths(torch.tensor(samples)).tolist()
+    text = lambda n: torch.randint(3, 60, (n,), generator=g)  # noqa: E731
+    slot = lambda i: torch.full((counts[i],), c.audio_token_id)  # noqa: E731
+    rows = [
+        torch.cat([torch.tensor([1]), text(5), slot(0), text(3), slot(1), text(2)]),
+        torch.cat([torch.tensor([1]), text(4), slot(2), text(3)]),
+    ]
+    width = max(len(r) for r in rows)
+    ids = torch.zeros((2, width), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        span = slice(width - len(r), width) if padding_side == "left" else slice(0, len(r))
+        ids[i, span], mask[i, span] = r, 1
+    if c.encoder_type == "whisper":
+        frames = [n // 160 for n in samples]
+        feats = torch.zeros(3, c.audio_config.num_mel_bins, max(frames))
+        fmask = torch.zeros(3, max(frames), dtype=torch.long)
+        for i, n in enumerate(frames):
+            feats[i, :, :n], fmask[i, :n] = torch.randn(c.audio_config.num_mel_bins, n, generator=g), 1
+    else:
+        feats = torch.zeros(3, max(samples))
+        fmask = torch.zeros(3, max(samples), dtype=torch.long)
+        for i, n in enumerate(samples):
+            feats[i, :n], fmask[i, :n] = 0.1 * torch.randn(n, generator=g), 1
+    out = {"input_ids": ids, "attention_mask": mask, "input_features": feats, "feature_attention_mask": fmask}
+    if padding_side == "right":
+        out["labels"] = ids.masked_fill((mask == 0) | (ids == c.audio_token_id), -100)
+    return out
+
+
 def _register_all() -> None:
     from transformers import AutoModelForSpeechSeq2Seq
     from transformers.pipelines import PIPELINE_REGISTRY, SUPPORTED_TASKS
 
+    from hf_slm.models.speech_aware_lm import (
+        SpeechAwareLMConfig,
+        SpeechAwareLMForConditionalGeneration,
+        SpeechAwareLMProcessor,
+    )
     from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM, SpeechLMProcessor
     from hf_slm.models.speech_text_lm import (
         SpeechTextLMConfig,
@@ -224,6 +297,27 @@ def _register_all() -> None:
             processor_class=SpeechTextLMProcessor,
             prepare=lambda m: _random_centroids(m.unit_tokenizer),
             generate_inputs=lambda m: _tiny_mixed_ids(m, padding_side="left", end="text"),
+        )
+    )
+    # family 3 loads as a speech-to-text model, as Qwen2-Audio, Voxtral and Granite Speech do; one
+    # variant per adapter and encoder kind, and one with LoRA on the LLM (active only with audio)
+    register_model(
+        ModelSpec(
+            SpeechAwareLMConfig,
+            SpeechAwareLMForConditionalGeneration,
+            ("AutoModel", "AutoModelForSpeechSeq2Seq"),
+            tiny_config=_tiny_speech_aware_lm_config,
+            example_inputs=_tiny_audio_chat,
+            processor_class=SpeechAwareLMProcessor,
+            variants={
+                "linear-whisper": lambda: _tiny_speech_aware_lm_config("linear"),
+                "conv-hubert": lambda: _tiny_speech_aware_lm_config("conv", "hubert"),
+                "qformer-hubert-group-norm": lambda: _tiny_speech_aware_lm_config("qformer", "hubert-group"),
+                "stack-mlp-lora": lambda: _tiny_speech_aware_lm_config(
+                    text_lora={"r": 4, "target_modules": ["q_proj", "v_proj"]},
+                    audio_lora={"r": 2, "target_modules": ["q_proj", "v_proj"]},
+                ),
+            },
         )
     )
     PIPELINE_REGISTRY.register_pipeline(

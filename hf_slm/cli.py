@@ -3,6 +3,7 @@
 hf-slm data synth --out DIR [--hours H] [--seed S]       build the synthetic speech corpus
 hf-slm data summary CORPUS [--plot PNG]                   describe a corpus (ours or a user's)
 hf-slm data text --data CORPUS --field text|phonemes      its words or phonemes + a word-level tokenizer
+hf-slm data instructions --data CORPUS --out DIR          audio instruction data of a speech-aware text LM
 hf-slm data benchmarks --out DIR                          sLM21 lexical/syntactic, StoryCloze, prompts
 hf-slm units fit / units pretrain-hubert                  unit tokenizers (k-means; HuBERT iteration 1)
 hf-slm vocoder train                                      a unit vocoder
@@ -373,15 +374,68 @@ def _cmd_data_text(args: argparse.Namespace) -> int:
     from hf_slm.data import load_corpus
     from hf_slm.data.text_corpus import build_subword_tokenizer, build_word_tokenizer, text_dataset
 
-    dsd = text_dataset(load_corpus(args.data), args.field)
+    if args.instructions and (args.field != "text" or args.tokenizer != "wordpiece"):
+        raise ValueError(
+            "--instructions adds chat-formatted text: use it with --field text --tokenizer wordpiece"
+        )
+    corpus = load_corpus(args.data)
+    dsd = text_dataset(corpus, args.field)
+    special = None
+    if args.instructions:
+        from datasets import Dataset, concatenate_datasets
+
+        from hf_slm.data.instructions import CHAT_SPECIAL_TOKENS, instruction_texts
+
+        special = CHAT_SPECIAL_TOKENS
+        for split, n in (("train", args.instructions), ("validation", args.instructions // 10)):
+            if split in dsd and n:
+                texts = instruction_texts(corpus[split], n=n)
+                rows = {
+                    "id": [f"instruction-{split}-{i:06d}" for i in range(n)],
+                    "voice": [""] * n,
+                    "text": texts,
+                }
+                extra = Dataset.from_dict(
+                    {k: rows[k] for k in dsd[split].column_names}, features=dsd[split].features
+                )
+                dsd[split] = concatenate_datasets([dsd[split], extra])
     out = Path(args.out)
     dsd.save_to_disk(str(out))
     if args.tokenizer == "wordpiece":
-        tok = build_subword_tokenizer(dsd["train"]["text"], args.vocab_size, out / "tokenizer")
+        tok = build_subword_tokenizer(dsd["train"]["text"], args.vocab_size, out / "tokenizer", special)
     else:
         tok = build_word_tokenizer(dsd["train"]["text"], out / "tokenizer")
     sizes = ", ".join(f"{k} {len(v)}" for k, v in dsd.items())
+    if args.instructions:
+        sizes += (
+            f"; with {args.instructions} text instructions in train, {args.instructions // 10} in validation"
+        )
     print(f"wrote {out} ({args.field}: {sizes}) and its tokenizer {out / 'tokenizer'} ({len(tok)} tokens)")
+    return 0
+
+
+def _cmd_data_instructions(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from hf_slm.data import load_corpus
+    from hf_slm.data.instructions import TASKS, build_instruction_dataset
+
+    start = time.perf_counter()
+    dsd = build_instruction_dataset(
+        load_corpus(args.data),
+        rows_per_utterance=args.rows_per_utterance,
+        nonspeech_fraction=args.nonspeech_fraction,
+        per_task=args.eval_per_task or None,
+        seed=args.seed,
+    )
+    out = Path(args.out)
+    dsd.save_to_disk(str(out))
+    for split, ds in dsd.items():
+        counts = Counter(ds["task"])
+        no = sum(1 for t, r in zip(ds["task"], ds["response"]) if t == "speech_presence" and r == "no")
+        tasks = ", ".join(f"{t} {counts[t]}" for t in TASKS if counts[t])
+        print(f"{split}: {len(ds)} rows ({tasks}; {no} of them non-speech clips)")
+    print(f"wrote {out} in {time.perf_counter() - start:.1f} s")
     return 0
 
 
@@ -553,7 +607,28 @@ def build_parser() -> argparse.ArgumentParser:
     text.add_argument(
         "--out", required=True, help="output folder (datasets.load_from_disk; tokenizer/ inside)"
     )
+    text.add_argument(
+        "--instructions", type=int, default=0, metavar="N",
+        help="add N text-only chat instructions to train (N//10 to validation) and the chat tokens to the "
+        "tokenizer (with --tokenizer wordpiece)",
+    )  # fmt: skip
     text.set_defaults(func=_cmd_data_text)
+
+    ins = data.add_parser(
+        "instructions", help="audio instruction data of a speech-aware text LM (a datasets.DatasetDict)"
+    )
+    ins.add_argument("--data", required=True, help="a corpus with speaker metadata (hf-slm data synth)")
+    ins.add_argument("--out", required=True, help="output folder (read back with datasets.load_from_disk)")
+    ins.add_argument("--rows-per-utterance", type=int, default=2, help="rows (tasks) per utterance")
+    ins.add_argument(
+        "--nonspeech-fraction", type=float, default=0.08, help="share of rows that are non-speech clips"
+    )
+    ins.add_argument(
+        "--eval-per-task", type=int, default=60,
+        help="rows per task in validation and test (default 60; 0: the train scheme)",
+    )  # fmt: skip
+    ins.add_argument("--seed", type=int, default=0, help="the same seed gives the same rows (default 0)")
+    ins.set_defaults(func=_cmd_data_instructions)
 
     slm = sub.add_parser("speech-lm", help="pure speech LMs").add_subparsers(
         dest="speech_lm_command", required=True

@@ -10,12 +10,15 @@ from transformers.utils import ModelOutput
 from hf_slm.auto import MODEL_REGISTRY
 
 SPECS = sorted(MODEL_REGISTRY)
+# every registered class with its tiny config, and each of its variants (e.g. one per adapter)
+CASES = SPECS + [f"{t}:{v}" for t in SPECS for v in sorted(MODEL_REGISTRY[t].variants or {})]
 
 
-def build(model_type):
+def build(case):
+    model_type, _, variant = case.partition(":")
     spec = MODEL_REGISTRY[model_type]
     torch.manual_seed(0)
-    model = spec.model_class(spec.tiny_config())
+    model = spec.model_class(spec.variants[variant]() if variant else spec.tiny_config())
     if spec.prepare is not None:
         spec.prepare(model)
     return spec, model
@@ -29,7 +32,7 @@ def test_registry_is_not_empty():
     assert {"hf_slm_unit_tokenizer", "hf_slm_unit_vocoder"} <= set(MODEL_REGISTRY)
 
 
-@pytest.mark.parametrize("model_type", SPECS)
+@pytest.mark.parametrize("model_type", CASES)
 def test_forward_returns_model_output(model_type):
     spec, model = build(model_type)
     model.eval()
@@ -42,7 +45,7 @@ def test_forward_returns_model_output(model_type):
             assert torch.isfinite(t).all(), name
 
 
-@pytest.mark.parametrize("model_type", SPECS)
+@pytest.mark.parametrize("model_type", CASES)
 def test_backward_reaches_every_trainable_parameter(model_type):
     spec, model = build(model_type)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -57,7 +60,7 @@ def test_backward_reaches_every_trainable_parameter(model_type):
     assert not missing, f"no gradient reached {missing[:5]}"
 
 
-@pytest.mark.parametrize("model_type", SPECS)
+@pytest.mark.parametrize("model_type", CASES)
 def test_save_load_round_trip_through_auto_classes(model_type, tmp_path):
     spec, model = build(model_type)
     model.eval()
@@ -67,7 +70,7 @@ def test_save_load_round_trip_through_auto_classes(model_type, tmp_path):
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").exists() and not list(tmp_path.glob("*.bin")), "safetensors only"
     config = transformers.AutoConfig.from_pretrained(tmp_path)
-    assert isinstance(config, spec.config_class) and config.model_type == model_type
+    assert isinstance(config, spec.config_class) and config.model_type == spec.model_type
     for auto in spec.auto_classes:
         loaded = getattr(transformers, auto).from_pretrained(tmp_path)
         assert type(loaded) is spec.model_class
@@ -82,7 +85,7 @@ def test_save_load_round_trip_through_auto_classes(model_type, tmp_path):
             assert torch.equal(v, after[k]), k
 
 
-GENERATIVE = [t for t in SPECS if MODEL_REGISTRY[t].generate_inputs is not None]
+GENERATIVE = [t for t in CASES if MODEL_REGISTRY[t.partition(":")[0]].generate_inputs is not None]
 
 
 @pytest.mark.parametrize("model_type", GENERATIVE)

@@ -7,6 +7,8 @@ the topline of a speech LM is the same backbone trained on the corpus's phoneme 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,37 +59,54 @@ def build_word_tokenizer(texts: Any, out: str | Path | None = None) -> Any:
     return _wrap(tok, out)
 
 
-def build_subword_tokenizer(texts: Any, vocab_size: int = 1000, out: str | Path | None = None) -> Any:
+def build_subword_tokenizer(
+    texts: Any,
+    vocab_size: int = 1000,
+    out: str | Path | None = None,
+    special_tokens: Sequence[str] | None = None,
+) -> Any:
     """A lower-casing WordPiece tokenizer trained on ``texts`` (a `PreTrainedTokenizerFast`).
 
     Unlike the word-level tokenizer, it spells any word, seen or not, in pieces (``##`` marks a
     piece inside a word), so text LMs built on it can score nonwords and read new sentences.
     Ids 0-3 are `<pad>`, `<s>`, `</s>`, `<unk>`; every encoding starts with `<s>`.
+
+    Args:
+        special_tokens (`Sequence[str]`, *optional*): more special tokens (e.g. the chat tokens of
+            :data:`~hf_slm.data.instructions.CHAT_SPECIAL_TOKENS`), given the ids after `<unk>` and
+            always kept whole. The tokenizer is trained on ``texts`` with them taken out, and its
+            alphabet then also holds the digits 0-9.
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+    extra = [t for t in special_tokens or () if t not in SPECIAL_TOKENS]
+    alphabet = list("abcdefghijklmnopqrstuvwxyz'") + (list("0123456789") if special_tokens else [])
     tok = Tokenizer(models.WordPiece(unk_token="<unk>", continuing_subword_prefix="##"))
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=list("abcdefghijklmnopqrstuvwxyz'"),
+        special_tokens=[*SPECIAL_TOKENS, *extra],
+        initial_alphabet=alphabet,
         continuing_subword_prefix="##",
     )
+    if extra:  # training would otherwise learn "<", "|", "user", ... as pieces of ordinary words
+        pattern = re.compile("|".join(re.escape(t) for t in sorted(extra, key=len, reverse=True)))
+        texts = (pattern.sub(" ", t) for t in texts)
     tok.train_from_iterator(texts, trainer)
     tok.decoder = decoders.WordPiece(prefix="##")
-    return _wrap(tok, out)
+    return _wrap(tok, out, extra)
 
 
-def _wrap(tok: Any, out: str | Path | None) -> Any:
+def _wrap(tok: Any, out: str | Path | None, extra_special_tokens: Sequence[str] = ()) -> Any:
     """A `PreTrainedTokenizerFast` over a trained `tokenizers` tokenizer: `<s>` first, saved to `out`."""
     from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    extra = {"extra_special_tokens": list(extra_special_tokens)} if extra_special_tokens else {}
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>", **extra
     )
     if out is not None:
         fast.save_pretrained(out)

@@ -1,0 +1,344 @@
+"""Processor of the speech-aware text LM: chat messages with audio in, token ids + audio features out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from transformers import BatchFeature, ProcessorMixin
+
+from hf_slm.audio import AudioError, load_audio
+from hf_slm.models.speech_aware_lm.configuration_speech_aware_lm import audio_output_length
+
+__all__ = ["CHAT_TEMPLATE", "CHAT_TOKENS", "SpeechAwareLMProcessor"]
+
+AUDIO_TOKEN, END_TOKEN, ASSISTANT_TOKEN = "<|audio|>", "<|end|>", "<|assistant|>"
+CHAT_TOKENS = ("<|user|>", ASSISTANT_TOKEN, "<|system|>", END_TOKEN, AUDIO_TOKEN)
+
+# One `<|role|>` token opens each message and `<|end|>` closes it; an audio item is one `<|audio|>`
+# (the processor repeats it once per audio embedding), a text item its text after a space.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] not in ['system', 'user', 'assistant'] -%}"
+    "{{ raise_exception('unknown chat role ' + message['role'] + ': use system, user or assistant') }}"
+    "{%- endif -%}"
+    "<|{{ message['role'] }}|>"
+    "{%- if message['content'] is string %} {{ message['content'] }}"
+    "{%- else -%}{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'audio' -%}<|audio|>"
+    "{%- elif item['type'] == 'text' %} {{ item['text'] }}"
+    "{%- else -%}{{ raise_exception('unknown content type ' + item['type'] + ': use text or audio') }}"
+    "{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "<|end|>"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<|assistant|>{%- endif -%}"
+)
+
+
+class SpeechAwareLMProcessor(ProcessorMixin):
+    r"""
+    Builds the inputs of [`SpeechAwareLMForConditionalGeneration`]: token ids in which each clip stands
+    as exactly as many `<|audio|>` placeholders as the encoder and the adapter make embeddings of it,
+    and the clips' features (log-mel frames for Whisper, waveforms for HuBERT-like encoders).
+
+    Two ways to call it:
+    - `apply_chat_template(conversation, add_generation_prompt=True, tokenize=True, return_dict=True)`
+      with `{"type": "audio", "audio": PATH_OR_ARRAY}` and `{"type": "text", "text": ...}` items,
+      several clips per conversation, a list of conversations for a batch. An array is taken at the
+      processor's rate unless the item has a `"sampling_rate"` (or `sampling_rate=` is passed).
+    - `processor(text=..., audio=..., sampling_rate=...)` with one `<|audio|>` in the text per clip.
+
+    Batches are left-padded (for generation) unless `padding_side="right"`.
+
+    Args:
+        feature_extractor: a `WhisperFeatureExtractor` or a `Wav2Vec2FeatureExtractor`.
+        tokenizer: the LLM's tokenizer, with the chat tokens (`CHAT_TOKENS`) as special tokens.
+        length_ops (`list`): the chain from samples to audio embeddings (`config.audio_length_ops()`).
+        max_seconds (`float`, defaults to 30.0): longer clips are refused with a clear error.
+        chat_template (`str`, *optional*): defaults to `CHAT_TEMPLATE`.
+    """
+
+    def __init__(
+        self,
+        feature_extractor: Any,
+        tokenizer: Any,
+        length_ops: list | None = None,
+        max_seconds: float = 30.0,
+        chat_template: str | None = None,
+    ) -> None:
+        self.length_ops = [list(op) for op in (length_ops or [])]
+        self.max_seconds = max_seconds
+        super().__init__(feature_extractor, tokenizer, chat_template=chat_template or CHAT_TEMPLATE)
+        missing = [t for t in CHAT_TOKENS if t not in tokenizer.get_vocab()]
+        if missing:
+            raise ValueError(
+                f"the tokenizer lacks the chat tokens {missing}: build the processor with "
+                "SpeechAwareLMProcessor.for_components(...), which adds them"
+            )
+
+    @classmethod
+    def for_components(
+        cls, audio_encoder: Any, text_model: Any, tokenizer: Any = None, **kwargs: Any
+    ) -> SpeechAwareLMProcessor:
+        """A processor for an encoder and an LLM checkpoint: the encoder's feature extractor (its folder's,
+        else the default of its type), the LLM's tokenizer with the chat tokens added where missing."""
+        from transformers import (
+            AutoConfig,
+            AutoFeatureExtractor,
+            AutoTokenizer,
+            PreTrainedModel,
+            Wav2Vec2FeatureExtractor,
+            WhisperFeatureExtractor,
+        )
+
+        if isinstance(audio_encoder, PreTrainedModel):
+            fe, enc_config = None, audio_encoder.config
+        else:
+            enc_config = AutoConfig.from_pretrained(audio_encoder)
+            try:
+                fe = AutoFeatureExtractor.from_pretrained(audio_encoder)
+            except (OSError, ValueError):
+                fe = None
+        if fe is None:
+            if enc_config.model_type == "whisper":
+                fe = WhisperFeatureExtractor(feature_size=enc_config.num_mel_bins)
+            else:
+                fe = Wav2Vec2FeatureExtractor(
+                    feature_size=1, sampling_rate=16_000, padding_value=0.0, return_attention_mask=True,
+                    do_normalize=getattr(enc_config, "feat_extract_norm", "layer") == "layer",
+                )  # fmt: skip
+        if tokenizer is None:
+            if isinstance(text_model, PreTrainedModel):
+                raise ValueError("give tokenizer= with a text model object (its folder carries it otherwise)")
+            tokenizer = AutoTokenizer.from_pretrained(text_model)
+        tokenizer = _with_chat_tokens(tokenizer)
+        return cls(fe, tokenizer, **kwargs)
+
+    # -- vocabulary --------------------------------------------------------------------------------
+    @property
+    def sampling_rate(self) -> int:
+        return int(self.feature_extractor.sampling_rate)
+
+    @property
+    def audio_token_id(self) -> int:
+        return int(self.tokenizer.convert_tokens_to_ids(AUDIO_TOKEN))
+
+    @property
+    def end_token_id(self) -> int:
+        return int(self.tokenizer.convert_tokens_to_ids(END_TOKEN))
+
+    @property
+    def is_whisper(self) -> bool:
+        return type(self.feature_extractor).__name__.startswith("Whisper")
+
+    def num_audio_tokens(self, num_samples: int) -> int:
+        """Placeholders for a clip of `num_samples` samples at the processor's rate."""
+        if not self.length_ops:
+            raise ValueError(
+                "this processor does not know the model's frame rate (length_ops is empty): load it with "
+                "AutoProcessor.from_pretrained(model folder) or build it with from_components(..., return_processor=True)"
+            )
+        return audio_output_length(num_samples, self.length_ops)
+
+    # -- building inputs -------------------------------------------------------------------------------
+    def __call__(
+        self,
+        text: str | list[str] | None = None,
+        audio: Any = None,
+        sampling_rate: int | None = None,
+        padding_side: str = "left",
+        return_tensors: str | None = "pt",
+        add_special_tokens: bool = True,
+        **kwargs: Any,
+    ) -> BatchFeature:
+        """Token ids with each `<|audio|>` of the text repeated once per audio embedding of its clip.
+
+        Args:
+            text: a prompt or a batch of prompts (usually rendered by `apply_chat_template`), one
+                `<|audio|>` per clip.
+            audio: the clips of the whole batch in the order of their `<|audio|>` tokens (paths, arrays,
+                `{"array", "sampling_rate"}` dicts, `datasets` Audio values).
+            sampling_rate: the rate of the arrays in `audio` (resampled to the processor's rate).
+
+        Returns:
+            `BatchFeature` with `input_ids`, `attention_mask` and, with audio, `input_features`
+            `(clips, mel_bins, frames)` or `(clips, samples)` and `feature_attention_mask`.
+        """
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        if text is None:
+            raise ValueError(
+                "pass text= with one <|audio|> per clip, or use apply_chat_template(conversation) to write it"
+            )
+        texts = [text] if isinstance(text, str) else list(text)
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise ValueError("text must be a string or a non-empty list of strings")
+        clips = [] if audio is None else (list(audio) if _is_clip_list(audio) else [audio])
+        n_slots = sum(t.count(AUDIO_TOKEN) for t in texts)
+        if n_slots != len(clips):
+            raise ValueError(
+                f"the text has {n_slots} {AUDIO_TOKEN} placeholders but {len(clips)} clips were given: one "
+                f"{AUDIO_TOKEN} per clip, in order (apply_chat_template writes them from {{'type': 'audio'}} items)"
+            )
+        waves = [self._load(c, sampling_rate) for c in clips]
+        rows = self.tokenizer(texts, add_special_tokens=add_special_tokens)["input_ids"]
+        rows = self._expand(rows, waves)
+        return self._pad(rows, waves, padding_side, return_tensors)
+
+    def _load(self, clip: Any, sampling_rate: int | None) -> np.ndarray:
+        if clip is None:
+            raise AudioError(
+                "an audio item has no audio: give a path, bytes or an array (with its sampling_rate)"
+            )
+        wave = load_audio(
+            clip, sampling_rate, target_sampling_rate=self.sampling_rate, max_seconds=self.max_seconds
+        )
+        if self.num_audio_tokens(len(wave)) < 1:
+            raise AudioError(
+                f"a clip of {len(wave)} samples ({len(wave) / self.sampling_rate * 1000:.0f} ms) is too short to give "
+                "a single audio embedding: pad it with silence or drop it"
+            )
+        return wave
+
+    def _expand(self, rows: list[list[int]], waves: list[np.ndarray]) -> list[list[int]]:
+        audio_id, k, out = self.audio_token_id, 0, []
+        for row in rows:
+            new = []
+            for i in row:
+                if i == audio_id:
+                    new += [audio_id] * self.num_audio_tokens(len(waves[k]))
+                    k += 1
+                else:
+                    new.append(i)
+            out.append(new)
+        return out
+
+    def _features(self, wave: np.ndarray) -> np.ndarray:
+        """One clip's encoder input, alone (no padding): `(mel_bins, frames)` or `(samples,)`."""
+        if self.is_whisper:
+            feats = self.feature_extractor(
+                wave, sampling_rate=self.sampling_rate, padding="longest", return_tensors="np"
+            )["input_features"][0]
+            return feats[:, : len(wave) // self.feature_extractor.hop_length]
+        return self.feature_extractor(wave, sampling_rate=self.sampling_rate, return_tensors="np")[
+            "input_values"
+        ][0]
+
+    def _pad(
+        self, rows: list[list[int]], waves: list[np.ndarray], padding_side: str, return_tensors: Any
+    ) -> BatchFeature:
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.end_token_id
+        ids = np.full((len(rows), width), pad, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, r in enumerate(rows):
+            span = slice(width - len(r), width) if padding_side == "left" else slice(0, len(r))
+            ids[i, span], mask[i, span] = r, 1
+        data: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
+        if waves:
+            feats = [self._features(w).astype(np.float32) for w in waves]
+            longest = max(f.shape[-1] for f in feats)
+            batch = np.zeros((len(feats), *feats[0].shape[:-1], longest), dtype=np.float32)
+            fmask = np.zeros((len(feats), longest), dtype=np.int64)
+            for i, f in enumerate(feats):
+                batch[i, ..., : f.shape[-1]] = f
+                fmask[i, : f.shape[-1]] = 1
+            data["input_features"], data["feature_attention_mask"] = batch, fmask
+        return BatchFeature(data, tensor_type=return_tensors)
+
+    # -- chat ------------------------------------------------------------------------------------------
+    def _multimodal_inputs_from_conversations(
+        self, conversations, audio_loading_params, load_audio_from_video=False
+    ):
+        # transformers loads each audio item itself (at one rate for all); here each item keeps its own
+        # `sampling_rate` and goes through hf_slm.load_audio (validated, resampled) in __call__.
+        clips = []
+        for conversation in conversations:
+            for message in conversation:
+                content = message.get("content")
+                if not isinstance(content, list):
+                    continue
+                for item in content:
+                    if not isinstance(item, dict) or item.get("type") != "audio":
+                        continue
+                    value = next((item[k] for k in ("audio", "path", "url") if item.get(k) is not None), None)
+                    if value is None:
+                        raise AudioError(
+                            "an {'type': 'audio'} item has no audio: add 'audio': PATH_OR_ARRAY (with "
+                            "'sampling_rate' for an array)"
+                        )
+                    if isinstance(value, (str, Path, bytes, dict)):
+                        clips.append(value)
+                    else:
+                        clips.append({"array": value, "sampling_rate": item.get("sampling_rate", audio_loading_params["sampling_rate"])})  # fmt: skip
+        n = len(conversations)
+        return [[] for _ in range(n)], [[] for _ in range(n)], clips, {}
+
+    def training_batch(self, rows: list[dict[str, Any]]) -> BatchFeature:
+        """A right-padded training batch from instruction rows (`audio`, `instruction`, `response`): the
+        user turn is the clip then the instruction, the labels are the response and its `<|end|>` only."""
+        prompts, responses, clips = [], [], []
+        for r in rows:
+            content = [{"type": "text", "text": r["instruction"]}]
+            if r.get("audio") is not None:
+                content.insert(0, {"type": "audio"})
+                clips.append(r["audio"])
+            prompts.append(
+                self.apply_chat_template(
+                    [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+                )
+            )
+            responses.append(" " + r["response"].strip() + END_TOKEN)
+        waves = [self._load(c, None) for c in clips]
+        prompt_rows = self._expand(self.tokenizer(prompts)["input_ids"], waves)
+        answer_rows = self.tokenizer(responses, add_special_tokens=False)["input_ids"]
+        rows_ids = [p + a for p, a in zip(prompt_rows, answer_rows)]
+        out = self._pad(rows_ids, waves, "right", "pt")
+        labels = out["input_ids"].clone().fill_(-100)
+        for i, (p, a) in enumerate(zip(prompt_rows, answer_rows)):
+            labels[i, len(p) : len(p) + len(a)] = out["input_ids"][i, len(p) : len(p) + len(a)]
+        out["labels"] = labels
+        return out
+
+    # -- reading answers back ----------------------------------------------------------------------------
+    def batch_decode(
+        self, sequences: Any, skip_special_tokens: bool = True, answer_only: bool = True, **kwargs: Any
+    ) -> list[str]:
+        """The text of `generate` output. With `answer_only`, only what follows the last `<|assistant|>`
+        (the answer, not the prompt) up to `<|end|>`."""
+        return [
+            self.decode(s, skip_special_tokens=skip_special_tokens, answer_only=answer_only, **kwargs)
+            for s in sequences
+        ]
+
+    def decode(
+        self, sequence: Any, skip_special_tokens: bool = True, answer_only: bool = True, **kwargs: Any
+    ) -> str:
+        ids = [int(i) for i in (sequence.tolist() if hasattr(sequence, "tolist") else sequence)]
+        if answer_only:
+            start = self.tokenizer.convert_tokens_to_ids(ASSISTANT_TOKEN)
+            if start in ids:
+                ids = ids[len(ids) - ids[::-1].index(start) :]
+            if self.end_token_id in ids:
+                ids = ids[: ids.index(self.end_token_id)]
+        return self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens, **kwargs).strip()
+
+
+def _is_clip_list(audio: Any) -> bool:
+    if isinstance(audio, (list, tuple)):
+        return len(audio) == 0 or not isinstance(audio[0], (int, float, np.floating, np.integer))
+    return False
+
+
+def _with_chat_tokens(tokenizer: Any) -> Any:
+    import copy
+
+    missing = [t for t in CHAT_TOKENS if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer = copy.deepcopy(tokenizer)
+        tokenizer.add_special_tokens({"additional_special_tokens": missing})
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = END_TOKEN
+    return tokenizer
