@@ -9,8 +9,10 @@ hf-slm units fit / units pretrain-hubert                  unit tokenizers (k-mea
 hf-slm vocoder train                                      a unit vocoder
 hf-slm speech-lm init / speech-lm export                  assemble a speech LM; write it as a zoo folder
 hf-slm speech-text-lm init / mix                          a speech+text LM and its mixed training data
+hf-slm speech-aware-lm init / export                      compose a speech-aware text LM (encoder + adapter + LLM)
 hf-slm train RECIPE.yaml [--set section.key=value]        the training loop (also: accelerate launch -m hf_slm.train)
 hf-slm eval MODEL --task T --data BENCH                   lexical, syntactic, storycloze, continuation
+hf-slm eval MODEL --task asr,instructions,retention       a speech-aware LM on a corpus and an instruction set
 hf-slm eval --task resynthesis --tokenizer T --vocoder V  resynthesis intelligibility
 hf-slm recipe run RECIPE.yaml                             run a recipe's steps (modeling/recipes/)
 """
@@ -23,6 +25,7 @@ import time
 from pathlib import Path
 
 from hf_slm.evaluation.cli import add_benchmarks_parser, add_eval_parser
+from hf_slm.speech_aware_cli import add_speech_aware_lm_parser
 from hf_slm.speech_text_cli import add_speech_text_lm_parser
 from hf_slm.training.cli import add_train_parser
 
@@ -427,6 +430,7 @@ def _cmd_data_instructions(args: argparse.Namespace) -> int:
         nonspeech_fraction=args.nonspeech_fraction,
         per_task=args.eval_per_task or None,
         seed=args.seed,
+        tasks=args.tasks.split(",") if args.tasks else None,
     )
     out = Path(args.out)
     dsd.save_to_disk(str(out))
@@ -628,6 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="rows per task in validation and test (default 60; 0: the train scheme)",
     )  # fmt: skip
     ins.add_argument("--seed", type=int, default=0, help="the same seed gives the same rows (default 0)")
+    ins.add_argument(
+        "--tasks", default=None, help="only these tasks, comma-separated (e.g. transcribe for ASR alignment)"
+    )
     ins.set_defaults(func=_cmd_data_instructions)
 
     slm = sub.add_parser("speech-lm", help="pure speech LMs").add_subparsers(
@@ -763,6 +770,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("recipe", type=Path, help="a recipe YAML file")
     run.set_defaults(func=_cmd_recipe_run)
     add_speech_text_lm_parser(sub)  # hf-slm speech-text-lm init | mix (hf_slm/speech_text_cli.py)
+    add_speech_aware_lm_parser(sub)  # hf-slm speech-aware-lm init | export (hf_slm/speech_aware_cli.py)
     add_train_parser(sub)  # hf-slm train RECIPE.yaml [--set section.key=value]
 
     for p in (fit, hub, ctc, fctc, train, export):  # provenance for cards; set by `recipe run`

@@ -158,7 +158,7 @@ CHAT_TEMPLATE = "<|user|> {user}<|end|><|assistant|> {response}<|end|>"
 CHAT_PROMPT_TEMPLATE = "<|user|> {user}<|end|><|assistant|>"
 
 _TRAIN_SPLIT = "train"
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")  # letters and digits, with apostrophes inside
 
 
 def rate_label(speed: float) -> str:
@@ -328,10 +328,10 @@ class _Asker:
         self.absent = _Cycle([True, False], rng)  # word_presence: half the words are not spoken
         self.held_out: dict[str, _Cycle] = {}  # evaluation splits: half the phrasings are held out
 
-    def phrasing(self, key: str) -> tuple[str, bool]:
+    def phrasing(self, key: str, task: str) -> tuple[str, bool]:
         phrasings = TEMPLATES[key]
         if self.evaluation:
-            held = self.held_out.setdefault(key, _Cycle([True, False], self.rng))()
+            held = self.held_out.setdefault(task, _Cycle([True, False], self.rng))()
             if held:
                 return phrasings[-1], True
         return self.rng.choice(phrasings[:-1]), False
@@ -378,7 +378,7 @@ class _Asker:
             response = "yes"
         else:
             raise ValueError(f"unknown task {task!r}; the tasks are {TASKS}")
-        template, held = self.phrasing(subtask)
+        template, held = self.phrasing(subtask, task)
         return {
             "task": task,
             "subtask": subtask,
@@ -398,7 +398,7 @@ def _plan_rows(
 ) -> tuple[list[tuple[str, int]], int]:
     """(task, utterance index) of every speech row, and the number of non-speech rows."""
     if per_task is not None:
-        n_no = per_task - per_task // 2
+        n_no = per_task - per_task // 2 if "speech_presence" in tasks else 0
         rows = []
         for task in tasks:
             utterances = _Cycle(range(n_utterances), rng)
@@ -410,18 +410,29 @@ def _plan_rows(
     n_yes = min(n_no, n_speech)
     weights = {t: 2.0 if t == "transcribe" else 1.0 for t in tasks if t != "speech_presence"}
     quota = {**_apportion(n_speech - n_yes, weights), "speech_presence": n_yes}
-    rows = []
-    # Each utterance takes `rows_per_utterance` different tasks (while it can), drawn in
-    # proportion to what is left of each task's quota, so the quotas are met exactly.
+    # Each utterance takes `rows_per_utterance` different tasks, drawn in proportion to what is
+    # left of each task's quota, so the quotas are met exactly. Near the end only one task may be
+    # left: an utterance that then gets a task twice swaps one for a task of another utterance.
+    chosen: dict[int, list[str]] = {}
     for i in rng.sample(range(n_utterances), n_utterances):
-        chosen: list[str] = []
+        chosen[i] = []
         for _ in range(rows_per_utterance):
             open_tasks = [t for t in quota if quota[t] > 0]
-            candidates = [t for t in open_tasks if t not in chosen] or open_tasks
+            candidates = [t for t in open_tasks if t not in chosen[i]] or open_tasks
             task = rng.choices(candidates, weights=[quota[t] for t in candidates])[0]
             quota[task] -= 1
-            chosen.append(task)
-            rows.append((task, i))
+            chosen[i].append(task)
+    for i, mine in chosen.items():
+        for a, task in enumerate(mine):
+            if mine.index(task) == a:
+                continue
+            for j in rng.sample(list(chosen), len(chosen)):
+                theirs = chosen[j]
+                b = next((b for b, t in enumerate(theirs) if t not in mine and task not in theirs), None)
+                if j != i and b is not None:
+                    mine[a], theirs[b] = theirs[b], task
+                    break
+    rows = [(task, i) for i, mine in chosen.items() for task in mine]
     return rows, n_no
 
 
@@ -435,6 +446,7 @@ def _build_split(
     seed: int,
     sampling_rate: int,
     progress: bool,
+    only: Sequence[str] | None = None,
 ) -> Any:
     import pyarrow as pa
     from datasets import Dataset, DatasetInfo
@@ -449,7 +461,11 @@ def _build_split(
     np_rng = np.random.default_rng(hash_seed(seed, f"instructions-nonspeech-{name}"))
     if len(ds) == 0:
         raise ValueError(f"split {name!r} has no utterances to make instructions from")
-    tasks = _available_tasks(ds.column_names)
+    tasks = [t for t in _available_tasks(ds.column_names) if only is None or t in only]
+    if not tasks:
+        raise ValueError(
+            f"split {name!r} supports none of the tasks {list(only or [])} (columns: {ds.column_names})"
+        )
     columns = [
         c for c in ("id", "text", "voice", "duration", *_TASK_COLUMNS.values()) if c in ds.column_names
     ]
@@ -474,7 +490,7 @@ def _build_split(
         source_id = f"nonspeech-{name}-{k:05d}-{kind}"
         wave = nonspeech_clip(kind, seconds, np_rng, sampling_rate)
         clips.append({"bytes": _flac(wave, sampling_rate), "path": f"{source_id}.flac"})
-        template, held = asker.phrasing("speech_presence")
+        template, held = asker.phrasing("speech_presence", "speech_presence")
         rows.append({"task": "speech_presence", "subtask": "speech_presence", "instruction": template,
                      "response": "no", "held_out_phrasing": held, "index": -1 - k, "source_id": source_id,
                      "voice": "", "text": "", "duration": len(wave) / sampling_rate})  # fmt: skip
@@ -514,7 +530,7 @@ def _build_split(
     ]
     # The fingerprint is given, not computed: computing it would hash (serialise) all the audio.
     settings = ["instructions", getattr(ds, "_fingerprint", None), name, len(ds), rows_per_utterance,
-                nonspeech_fraction, per_task, seed, sampling_rate]  # fmt: skip
+                nonspeech_fraction, per_task, seed, sampling_rate, sorted(tasks)]  # fmt: skip
     fingerprint = hashlib.sha256(json.dumps(settings, default=str).encode()).hexdigest()[:16]
     table = InMemoryTable(pa.Table.from_arrays(arrays, schema=schema))
     return Dataset(table, info=DatasetInfo(features=features), split=name, fingerprint=fingerprint)
@@ -530,6 +546,7 @@ def build_instruction_dataset(
     splits: Sequence[str] | None = None,
     sampling_rate: int = 16_000,
     progress: bool = True,
+    tasks: Sequence[str] | None = None,
 ) -> Any:
     """Audio instruction rows of every split of a corpus, as a `datasets.DatasetDict`.
 
@@ -552,6 +569,9 @@ def build_instruction_dataset(
         splits (`Sequence[str]`, *optional*): the splits to build (default: all of the corpus's).
         sampling_rate (`int`, defaults to 16000): the rate of the ``audio`` column.
         progress (`bool`, defaults to `True`): show a progress bar while making non-speech clips.
+        tasks (`Sequence[str]`, *optional*): only these tasks (default: all of `TASKS` the corpus
+            supports); e.g. ``["transcribe"]`` with ``rows_per_utterance=1, nonspeech_fraction=0``
+            gives one ASR row per utterance (the adapter-alignment stage).
 
     Returns:
         `datasets.DatasetDict`: per split, rows in random order with columns ``id`` (``"{split}-000123"``),
@@ -575,6 +595,9 @@ def build_instruction_dataset(
         raise ValueError(f"rows_per_utterance must be >= 1, got {rows_per_utterance}")
     if not 0.0 <= nonspeech_fraction < 1.0:
         raise ValueError(f"nonspeech_fraction must be in [0, 1), got {nonspeech_fraction}")
+    unknown_tasks = sorted(set(tasks or ()) - set(TASKS))
+    if unknown_tasks:
+        raise ValueError(f"unknown tasks {unknown_tasks}; the tasks are {TASKS}")
     if per_task is not None and per_task < 1:
         raise ValueError(f"per_task must be >= 1 (or None for the train scheme), got {per_task}")
     corpus = load_corpus(corpus, sampling_rate=sampling_rate)
@@ -593,6 +616,7 @@ def build_instruction_dataset(
                 seed=seed,
                 sampling_rate=sampling_rate,
                 progress=progress,
+                only=tasks,
             )
             for name in names
         }

@@ -31,7 +31,13 @@ __all__ = [
     "run_eval",
 ]
 
-EVAL_TASKS = (*TASKS, "all", "resynthesis", "asr", "tts")
+EVAL_TASKS = (*TASKS, "all", "resynthesis", "asr", "tts", "instructions", "retention")
+CORPUS_TASKS = (
+    "asr",
+    "tts",
+    "instructions",
+    "retention",
+)  # on a corpus (or instruction set), not the benchmarks
 
 
 # --- hf-slm data benchmarks ----------------------------------------------------------------------
@@ -177,6 +183,15 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="write the results into the model card (resynthesis: each vocoder's card)",
     )
+    sa = ev.add_argument_group("speech-aware LMs (--task asr,instructions,retention)")
+    sa.add_argument(
+        "--instructions", default=None, help="instructions: the instruction set (hf-slm data instructions)"
+    )
+    sa.add_argument(
+        "--text-lm",
+        default=None,
+        help="retention: the text LM the model was built from (perplexity before), on the text of --data's split",
+    )
     res = ev.add_argument_group("resynthesis")
     res.add_argument(
         "--tokenizer",
@@ -202,11 +217,11 @@ def parse_tasks(spec: str) -> list[str]:
         raise ValueError(f"unknown task {(unknown or [spec])[0]!r}; choose from: {', '.join(EVAL_TASKS)}")
     if "resynthesis" in tasks and len(tasks) > 1:
         raise ValueError("--task resynthesis evaluates tokenizer + vocoder pairs: run it on its own")
-    corpus_tasks = [t for t in tasks if t in ("asr", "tts")]
+    corpus_tasks = [t for t in tasks if t in CORPUS_TASKS]
     if corpus_tasks and len(corpus_tasks) != len(tasks):
         raise ValueError(
-            "--task asr / tts run on a corpus (--data CORPUS), the other tasks on the benchmark sets: "
-            "run them in separate calls"
+            "--task asr / tts / instructions / retention run on a corpus (--data CORPUS), the other tasks on the "
+            "benchmark sets: run them in separate calls"
         )
     return tasks
 
@@ -224,7 +239,7 @@ def run_eval(args: argparse.Namespace) -> int:
     tasks = parse_tasks(args.task)
     if args.model is None:
         raise ValueError("give the MODEL to evaluate: hf-slm eval MODEL --task ... --data BENCHMARKS")
-    if set(tasks) <= {"asr", "tts"}:
+    if set(tasks) <= set(CORPUS_TASKS):
         return run_corpus_tasks(args, tasks)
     if args.split not in ("dev", "test"):
         raise ValueError(f"--split must be dev or test for the benchmark tasks, got {args.split!r}")
@@ -323,14 +338,23 @@ def run_corpus_tasks(args: argparse.Namespace, tasks: list[str]) -> int:
     import torch
     from rich.console import Console
     from rich.table import Table
-    from transformers import AutoModelForCausalLM, AutoProcessor
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoProcessor
 
     import hf_slm  # noqa: F401
     from hf_slm.data import load_corpus
     from hf_slm.evaluation.judge import AsrJudge
     from hf_slm.evaluation.speech_text import evaluate_asr, evaluate_tts, plot_corpus_tasks
+    from hf_slm.models.speech_aware_lm import SpeechAwareLMConfig
     from hf_slm.models.speech_text_lm import SpeechTextLMForCausalLM
 
+    if isinstance(AutoConfig.from_pretrained(args.model), SpeechAwareLMConfig):
+        from hf_slm.evaluation.speech_aware import run_speech_aware_tasks
+
+        return run_speech_aware_tasks(args, tasks)
+    if set(tasks) & {"instructions", "retention"}:
+        raise TaskError(
+            f"{args.model}: --task instructions / retention evaluate a speech-aware LM (family 3)"
+        )
     model = AutoModelForCausalLM.from_pretrained(args.model).eval()
     if not isinstance(model, SpeechTextLMForCausalLM):
         raise TaskError(

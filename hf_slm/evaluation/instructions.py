@@ -77,7 +77,7 @@ def _columns(dataset: Any, names: Sequence[str]) -> dict[str, list]:
     a list of row dicts; columns it does not have are left out."""
     if hasattr(dataset, "column_names"):
         present = [n for n in names if n in dataset.column_names]
-        return dataset.select_columns(present)[:] if present else {}
+        return dataset.select_columns(present).with_format(None)[:] if present else {}
     if isinstance(dataset, dict):
         return {n: list(dataset[n]) for n in names if n in dataset}
     rows = list(dataset)

@@ -37,9 +37,13 @@ def evaluate_asr(
     batch_size: int = 16,
     max_new_tokens: int = 48,
     progress: bool = True,
+    transcribe: Any = None,
 ) -> dict[str, Any]:
     """Transcribe every clip of `dataset` (`audio`, `text`, optional `voice`) greedily with
-    `task="asr"`; WER over the corpus and per voice, clips in batches of similar length."""
+    `task="asr"`; WER over the corpus and per voice, clips in batches of similar length.
+
+    `transcribe(clips) -> texts` replaces the speech+text LM's ASR template (e.g. a speech-aware LM asked
+    to transcribe: `hf_slm.evaluation.speech_aware.chat_transcriber`)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -55,12 +59,16 @@ def evaluate_asr(
     start = time.perf_counter()
     for k in tqdm(range(0, len(order), batch_size), desc="asr", unit="batch", disable=not progress):
         idx = order[k : k + batch_size]
-        inputs = processor(audio=[clips[i] for i in idx], sampling_rate=sr, task="asr")
-        with torch.no_grad():
-            ids = model.generate(
-                **inputs, output_modality="text", do_sample=False, max_new_tokens=max_new_tokens
-            )
-        for i, text in zip(idx, processor.batch_decode(ids)):
+        if transcribe is not None:
+            texts = transcribe([clips[i] for i in idx])
+        else:
+            inputs = processor(audio=[clips[i] for i in idx], sampling_rate=sr, task="asr")
+            with torch.no_grad():
+                ids = model.generate(
+                    **inputs, output_modality="text", do_sample=False, max_new_tokens=max_new_tokens
+                )
+            texts = processor.batch_decode(ids)
+        for i, text in zip(idx, texts):
             hyps[i] = " ".join(tokenize(text))
     seconds = time.perf_counter() - start
     audio_seconds = sum(len(c) for c in clips) / sr

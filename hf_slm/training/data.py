@@ -99,6 +99,12 @@ def prepare_split(
     """
     num_proc = data_args.num_proc
     columns = dataset.column_names
+    if getattr(model, "trains_on_rows", False):  # batches are built from the raw rows by the processor
+        if data_args.packing:
+            raise RecipeError(
+                f"{type(model).__name__} trains on whole rows (audio + text): set data.packing: false"
+            )
+        return model.prepare_training_dataset(dataset, num_proc=num_proc)
     if "input_ids" not in columns:
         if data_args.text_column in columns and tokenizer is not None:
             if eos_token_id is None:

@@ -98,6 +98,13 @@ def _load_model(args: ModelArguments):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     if args.model_name_or_path is not None:
+        config = AutoConfig.from_pretrained(args.model_name_or_path)
+        if (
+            type(config) not in AutoModelForCausalLM._model_mapping
+        ):  # e.g. a speech-aware LM (audio in, text out)
+            from transformers import AutoModel
+
+            return AutoModel.from_pretrained(args.model_name_or_path, dtype=torch.float32)
         return AutoModelForCausalLM.from_pretrained(args.model_name_or_path, dtype=torch.float32)
     config = dict(args.config)
     model_type = config.pop("model_type")
@@ -204,6 +211,16 @@ class _BatchStream:
                 continue
             self.position += 1
             return batch
+
+
+class _RowCollator:
+    """Batches of raw rows through a processor's `training_batch` (a picklable callable)."""
+
+    def __init__(self, processor):
+        self.processor = processor
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return dict(self.processor.training_batch(rows))
 
 
 def _evaluate(accelerator, model, loader) -> float | None:
@@ -321,6 +338,16 @@ def _train(recipe: TrainRecipe) -> dict[str, Any]:
         train_ds["length"], t.per_device_batch_size, seed=t.seed, bucket_by_length=d.bucket_by_length
     )
     collate = PadCollator(pad)
+    if getattr(model, "trains_on_rows", False):
+        # rows of audio + instruction + response: the model's processor builds each batch (features,
+        # placeholders, labels on the answers only)
+        from transformers import AutoProcessor
+
+        if m.model_name_or_path is None:
+            raise RecipeError(
+                f"{type(model).__name__} trains from a model folder with its processor: set model_name_or_path"
+            )
+        collate = _RowCollator(AutoProcessor.from_pretrained(m.model_name_or_path))
     train_dl = torch.utils.data.DataLoader(
         train_ds.remove_columns("length"),
         batch_sampler=sampler,

@@ -340,6 +340,8 @@ class SpeechAwareLMForConditionalGeneration(SpeechAwareLMPreTrainedModel, Genera
     """
 
     _default_generation: dict[str, Any] = {"do_sample": False, "max_new_tokens": 64}
+    # `hf-slm train` keeps the rows (audio, instruction, response) and batches them with the processor
+    trains_on_rows = True
 
     def __init__(self, config: SpeechAwareLMConfig) -> None:
         super().__init__(config)
@@ -553,6 +555,32 @@ class SpeechAwareLMForConditionalGeneration(SpeechAwareLMPreTrainedModel, Genera
         model.apply_freezing()
         model.eval()
         return model
+
+    def add_lora(
+        self,
+        text: dict[str, Any] | None = None,
+        audio: dict[str, Any] | None = None,
+        audio_only: bool | None = None,
+    ) -> SpeechAwareLMForConditionalGeneration:
+        """Put new LoRA layers on the LLM (`text`) and / or the encoder (`audio`): `peft.LoraConfig` keyword
+        arguments, e.g. `{"r": 8, "target_modules": ["q_proj", "v_proj"]}`. They start as the identity
+        (B = 0) and are trainable; the rest keeps its freezing. `audio_only` sets `text_lora_audio_only`."""
+        for part, settings, field in (
+            (self.text_model, text, "text_lora"),
+            (self.audio_encoder, audio, "audio_lora"),
+        ):
+            if settings is None:
+                continue
+            if getattr(self.config, field):
+                raise ValueError(
+                    f"the model already has {field} {getattr(self.config, field)}: merge_lora() it first"
+                )
+            _inject_lora(part, dict(settings))
+            setattr(self.config, field, dict(settings))
+        if audio_only is not None:
+            self.config.text_lora_audio_only = bool(audio_only)
+        self.apply_freezing()
+        return self
 
     def merge_lora(self) -> SpeechAwareLMForConditionalGeneration:
         """Fold the LoRA weights into the encoder / LLM (a plain model, no LoRA layers, same outputs
