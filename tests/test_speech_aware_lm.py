@@ -435,3 +435,33 @@ def test_config_refuses_unknown_adapters_and_settings():
         _tiny_speech_aware_lm_config("mlp")
     with pytest.raises(ValueError, match="unknown keys \\['stride'\\]"):
         SpeechAwareLMConfig(adapter_type="stack_mlp", adapter_config={"stride": 2})
+
+
+def test_asr_pipeline_asks_the_model_to_transcribe(checkpoints, speech, tmp_path):
+    from transformers import pipeline
+
+    model, proc = SpeechAwareLMForConditionalGeneration.from_components(
+        checkpoints / "hubert", checkpoints / "llm", adapter="conv", return_processor=True
+    )
+    model.save_pretrained(tmp_path / "m")
+    proc.save_pretrained(tmp_path / "m")
+    asr = pipeline("automatic-speech-recognition", model=str(tmp_path / "m"))
+    clip_22k = speech[2]
+    got = asr(
+        {"raw": clip_22k, "sampling_rate": 22_050}, generate_kwargs={"max_new_tokens": 5, "min_new_tokens": 5}
+    )
+    inputs = _inputs(proc, _chat((clip_22k, 22_050), text="Transcribe the audio."))
+    ids = model.eval().generate(**inputs, max_new_tokens=5, min_new_tokens=5)
+    assert got["text"] == proc.batch_decode(ids)[0]
+    asked = asr(str(_write_wav(tmp_path / "a.wav", speech[0])), instruction="Is the speaker male or female?",
+                generate_kwargs={"max_new_tokens": 3, "min_new_tokens": 3})  # fmt: skip
+    ids = model.generate(**_inputs(proc, _chat((speech[0], SR), text="Is the speaker male or female?")),
+                         max_new_tokens=3, min_new_tokens=3)  # fmt: skip
+    assert asked["text"] == proc.batch_decode(ids)[0]
+
+
+def _write_wav(path, wave):
+    import soundfile as sf
+
+    sf.write(path, wave, SR)
+    return path
