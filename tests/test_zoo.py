@@ -12,6 +12,7 @@ from transformers import AutoConfig, AutoModel, AutoProcessor
 
 import hf_slm  # noqa: F401  (registers the Auto classes)
 from hf_slm import load_audio
+from hf_slm.models.speech_aware_lm import SpeechAwareLMForConditionalGeneration
 from hf_slm.models.speech_lm import SpeechLMForCausalLM
 from hf_slm.models.speech_text_lm import SpeechTextLMForCausalLM
 from hf_slm.units import SpeechUnitTokenizer
@@ -51,6 +52,22 @@ def test_zoo_folder_loads_and_runs(folder, tiny_corpus):
             and np.isfinite(wave).all()
             and np.abs(wave).max() > 1e-3
         )
+    elif isinstance(model, SpeechAwareLMForConditionalGeneration):
+        proc = AutoProcessor.from_pretrained(folder)
+        silence = (1e-4 * np.random.default_rng(0).standard_normal(32_000)).astype(np.float32)
+
+        def ask(audio, question):
+            chat = [{"role": "user", "content": [{"type": "audio", "audio": audio, "sampling_rate": 16_000},
+                                                 {"type": "text", "text": question}]}]  # fmt: skip
+            inputs = proc.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True)
+            return proc.batch_decode(model.generate(**inputs, max_new_tokens=32))[0]
+
+        presence = "Is there any speech in this recording?"
+        assert ask(clip, presence) == "yes" and ask(silence, presence) == "no"
+        row = tiny_corpus["test"][0]
+        assert ask(clip, "Is the speaker male or female?") == row["speaker_sex"]
+        text = ask(clip, "Transcribe the audio.")
+        assert len(set(text.split()) & set(row["text"].lower().split())) >= 1, f"{text!r} vs {row['text']!r}"
     elif isinstance(model, SpeechTextLMForCausalLM):
         proc = AutoProcessor.from_pretrained(folder)
         text = proc.batch_decode(model.generate(**proc(audio=clip, sampling_rate=16_000, task="asr")))[0]

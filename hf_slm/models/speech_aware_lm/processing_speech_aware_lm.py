@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from transformers import BatchFeature, ProcessorMixin
 
 from hf_slm.audio import AudioError, load_audio
 from hf_slm.models.speech_aware_lm.configuration_speech_aware_lm import audio_output_length
+from hf_slm.models.speech_lm.modeling_speech_lm import pad_rows
 
 __all__ = ["CHAT_TEMPLATE", "CHAT_TOKENS", "SpeechAwareLMProcessor"]
 
@@ -229,14 +231,9 @@ class SpeechAwareLMProcessor(ProcessorMixin):
     def _pad(
         self, rows: list[list[int]], waves: list[np.ndarray], padding_side: str, return_tensors: Any
     ) -> BatchFeature:
-        width = max(len(r) for r in rows)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.end_token_id
-        ids = np.full((len(rows), width), pad, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for i, r in enumerate(rows):
-            span = slice(width - len(r), width) if padding_side == "left" else slice(0, len(r))
-            ids[i, span], mask[i, span] = r, 1
-        data: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
+        ids, mask = pad_rows([torch.tensor(r, dtype=torch.long) for r in rows], pad, padding_side, "cpu")
+        data: dict[str, Any] = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
         if waves:
             feats = [self._features(w).astype(np.float32) for w in waves]
             longest = max(f.shape[-1] for f in feats)

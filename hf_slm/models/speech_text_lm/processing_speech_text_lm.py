@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from transformers import BatchFeature, ProcessorMixin, Wav2Vec2FeatureExtractor
 
 from hf_slm.audio import AudioError, load_audio
+from hf_slm.models.speech_lm.modeling_speech_lm import pad_rows
 from hf_slm.models.speech_lm.processing_speech_lm import _is_batch
 from hf_slm.models.speech_text_lm.configuration_speech_text_lm import MARKERS, unit_token
 
@@ -252,14 +254,13 @@ class SpeechTextLMProcessor(ProcessorMixin):
                     f"a sequence of {len(longest)} tokens is longer than the model's context of {self.max_length} "
                     "(before its audio is even turned into units): shorten the text or split it into several prompts"
                 )
-        width = max(len(r) for r in rows)
-        pad = self.tokenizer.pad_token_id
-        ids = np.full((len(rows), width), pad, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for i, r in enumerate(rows):
-            span = slice(width - len(r), width) if padding_side == "left" else slice(0, len(r))
-            ids[i, span], mask[i, span] = r, 1
-        data: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
+        ids, mask = pad_rows(
+            [torch.tensor(r, dtype=torch.long) for r in rows],
+            self.tokenizer.pad_token_id,
+            padding_side,
+            "cpu",
+        )
+        data: dict[str, Any] = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
         if clips:
             audio = self.feature_extractor(
                 clips,
