@@ -59,7 +59,9 @@ def test_zoo_folder_loads_and_runs(folder, tiny_corpus):
         def ask(audio, question):
             chat = [{"role": "user", "content": [{"type": "audio", "audio": audio, "sampling_rate": 16_000},
                                                  {"type": "text", "text": question}]}]  # fmt: skip
-            inputs = proc.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True)
+            inputs = proc.apply_chat_template(
+                chat, add_generation_prompt=True, tokenize=True, return_dict=True
+            )
             return proc.batch_decode(model.generate(**inputs, max_new_tokens=32))[0]
 
         presence = "Is there any speech in this recording?"
