@@ -17,9 +17,8 @@ Example:
     ...     audio_token_id=49,
     ... )
     >>> model = SpeechAwareLMForConditionalGeneration(config)
-    >>> n = model.audio_output_lengths(torch.tensor([16000])).item()  # placeholders for 1 s of audio
-    >>> n
-    25
+    >>> model.audio_output_lengths(torch.tensor([16000])).item()  # placeholders for 1 s of audio
+    13
 """
 
 from __future__ import annotations
@@ -355,7 +354,6 @@ class SpeechAwareLMForConditionalGeneration(SpeechAwareLMPreTrainedModel, Genera
             _inject_lora(self.audio_encoder, config.audio_lora)
         if config.text_lora:
             _inject_lora(self.text_model, config.text_lora)
-        self._audio_in_context = False
         self.apply_freezing()
         if self.generation_config is not None:
             self.generation_config.update(**self._default_generation)
@@ -724,8 +722,9 @@ class SpeechAwareLMForConditionalGeneration(SpeechAwareLMPreTrainedModel, Genera
             inputs_embeds, audio_embeds = self._merge_audio(input_ids, input_features, feature_attention_mask)
         elif input_features is not None:
             raise ValueError("input_features go with input_ids (their placeholders), not with inputs_embeds")
-        has_audio = audio_embeds is not None or self._audio_in_context
-        with self._text_lora(has_audio):
+        # With `text_lora_audio_only`, each call decides from its own input; `generate` holds the prefill's
+        # choice for every decoding step (the new tokens of those steps carry no audio themselves).
+        with self._text_lora(audio_embeds is not None):
             out = self.text_model(
                 inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, **kwargs
             )
