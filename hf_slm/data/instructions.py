@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from hf_slm.models.speech_aware_lm.processing_speech_aware_lm import CHAT_TOKENS
+
 __all__ = [
     "ACCENT_ANSWERS",
     "ACCENT_GROUPS",
@@ -153,7 +155,7 @@ _SILENCE_DITHER = 1e-4
 
 # The chat format of both the audio rows (through the model's processor, which puts the audio
 # placeholder before the instruction) and the text-only rows.
-CHAT_SPECIAL_TOKENS = ("<|user|>", "<|assistant|>", "<|system|>", "<|end|>", "<|audio|>")
+CHAT_SPECIAL_TOKENS = CHAT_TOKENS  # the speech-aware LM processor's chat tokens, in its order
 CHAT_TEMPLATE = "<|user|> {user}<|end|><|assistant|> {response}<|end|>"
 CHAT_PROMPT_TEMPLATE = "<|user|> {user}<|end|><|assistant|>"
 
