@@ -8,6 +8,10 @@ hf-slm eval MODEL --task lexical|syntactic|storycloze|continuation|all --data DI
                   [--submission-out SUBDIR] [--out results.json] [--judge-corpus CORPUS]
 ```
 
+On a corpus instead of the benchmark sets: ``hf-slm eval MODEL --task asr,tts --data CORPUS`` (a
+speech+text LM) and ``hf-slm eval MODEL --task asr,instructions,retention --data CORPUS --instructions DIR
+--text-lm DIR`` (a speech-aware LM: :mod:`hf_slm.evaluation.speech_aware`).
+
 ``hf-slm eval --task resynthesis`` (unit tokenizer + vocoder pairs on a corpus) keeps its own
 options, ``--tokenizer`` / ``--vocoder``, and is run by :mod:`hf_slm.cli`.
 """
@@ -127,7 +131,8 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--task",
         required=True,
         help="lexical, syntactic, storycloze, continuation, all (every task the model can do), "
-        "several joined by commas, or resynthesis",
+        "several joined by commas, or resynthesis; on a corpus: asr, tts (speech+text LMs), "
+        "asr, instructions, retention (speech-aware LMs)",
     )
     ev.add_argument(
         "--data",
