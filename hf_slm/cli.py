@@ -782,11 +782,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from hf_slm.audio import AudioError
     from hf_slm.data.corpus import CorpusError
+    from hf_slm.training import TrainingError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (AudioError, CorpusError, FileExistsError, ValueError) as err:
+    except (AudioError, CorpusError, FileExistsError, ValueError, TrainingError) as err:
         print(f"hf-slm: error: {err}", file=sys.stderr)
         return 2
 

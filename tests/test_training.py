@@ -452,3 +452,28 @@ def test_two_cpu_processes_save_and_resume(tmp_path, unit_data):
     from transformers import AutoModelForCausalLM
 
     assert AutoModelForCausalLM.from_pretrained(out).config.num_hidden_layers == 2
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, unit_data, capsys):
+    from hf_slm.cli import main
+    from hf_slm.training import TrainingError, train
+
+    out = tmp_path / "run"
+    # an absurd learning rate: the first update sends the weights to ~1e30 and the next loss is NaN or inf
+    recipe = _recipe(unit_data, out, training={"learning_rate": 1e30, "warmup_steps": 0, "save_steps": 1,
+                                               "max_grad_norm": None})  # fmt: skip
+    with pytest.raises(TrainingError, match=r"the training loss became (nan|inf) at step (\d+)") as err:
+        train(recipe)
+    bad_step = int(err.value.args[0].split(" at step ")[1].split(":")[0])
+    assert bad_step >= 2
+    last = latest_checkpoint(out / "checkpoints")
+    assert last is not None and last.name == f"step_{bad_step - 1}" and str(last) in str(err.value)
+    assert (
+        not (out / "checkpoints" / f"step_{bad_step}").exists() and not (out / "model.safetensors").exists()
+    )
+    # the command line prints the message and exits with an error, no traceback
+    path = _write(
+        tmp_path / "r.yaml", {**recipe, "training": {**recipe["training"], "output_dir": str(tmp_path / "b")}}
+    )
+    assert main(["train", str(path)]) == 2
+    assert "the training loss became" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from hf_slm.training.arguments import (
     load_train_recipe,
     recipe_from_dict,
 )
-from hf_slm.training.loop import train
+from hf_slm.training.loop import TrainingError, train
 from hf_slm.training.schedule import warmup_cosine
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "ModelArguments",
     "TrainRecipe",
     "TrainingArguments",
+    "TrainingError",
     "load_train_recipe",
     "recipe_from_dict",
     "train",

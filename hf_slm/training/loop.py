@@ -45,11 +45,17 @@ from hf_slm.training.arguments import (
     load_train_recipe,
     recipe_from_dict,
 )
-from hf_slm.training.checkpoint import prune_checkpoints, read_loop_state, resolve_checkpoint, save_checkpoint
+from hf_slm.training.checkpoint import (
+    latest_checkpoint,
+    prune_checkpoints,
+    read_loop_state,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from hf_slm.training.data import LengthGroupedBatchSampler, PadCollator, prepare_split
 from hf_slm.training.schedule import warmup_cosine
 
-__all__ = ["train"]
+__all__ = ["TrainingError", "train"]
 
 
 def train(
@@ -91,6 +97,28 @@ def _as_recipe(recipe_or_args, overrides) -> TrainRecipe:
         return recipe_from_dict(apply_overrides(copy.deepcopy(recipe_or_args), overrides, "recipe"))
     raise TypeError(
         f"train() takes a TrainRecipe, a recipe file or a recipe dict, not {type(recipe_or_args)}"
+    )
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (e.g. its loss became NaN); the message says what was kept."""
+
+
+def _stop_on_bad_loss(accelerator, loss, step: int, checkpoints: Path) -> None:
+    """Stop every process, before the optimizer step, if the loss of any process is NaN or infinite."""
+    bad = torch.tensor(0.0 if bool(torch.isfinite(loss.detach())) else 1.0, device=accelerator.device)
+    if float(accelerator.reduce(bad, reduction="sum")) == 0:
+        return
+    last = latest_checkpoint(checkpoints)
+    kept = (
+        f"the last good checkpoint is {last} (resume it with training.resume_from_checkpoint=latest)"
+        if last is not None
+        else "no checkpoint had been written yet (set training.save_steps to keep some)"
+    )
+    raise TrainingError(
+        f"the training loss became {float(loss.detach())} at step {step + 1}: the run stopped before that "
+        f"step's optimizer update, and nothing was written after step {step}; {kept}. Lower "
+        "training.learning_rate, set training.max_grad_norm, or train in float32 (mixed_precision: no)."
     )
 
 
@@ -412,6 +440,7 @@ def _train(recipe: TrainRecipe) -> dict[str, Any]:
             batch = next(stream)
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
+                _stop_on_bad_loss(accelerator, loss, step, checkpoints)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and t.max_grad_norm is not None:
                     accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
