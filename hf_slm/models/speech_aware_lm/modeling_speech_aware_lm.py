@@ -379,6 +379,7 @@ class SpeechAwareLMForConditionalGeneration(SpeechAwareLMPreTrainedModel, Genera
             config = SpeechAwareLMConfig.from_pretrained(pretrained_model_name_or_path, **config_kwargs)
         if getattr(config, "slim_checkpoint", False):
             return cls._from_slim(pretrained_model_name_or_path, config, kwargs)
+        kwargs["config"] = config  # read once: transformers would read config.json again
         loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
         model.apply_freezing()  # loading rebuilds parameters, which come back trainable
