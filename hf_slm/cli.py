@@ -11,6 +11,7 @@ hf-slm speech-lm init / speech-lm export                  assemble a speech LM; 
 hf-slm speech-text-lm init / mix                          a speech+text LM and its mixed training data
 hf-slm speech-aware-lm init / export                      compose a speech-aware text LM (encoder + adapter + LLM)
 hf-slm train RECIPE.yaml [--set section.key=value]        the training loop (also: accelerate launch -m hf_slm.train)
+hf-slm finetune --model M --data D --task T --out DIR     a LoRA adapter on your data (also: -m hf_slm.finetune)
 hf-slm eval MODEL --task T --data BENCH                   lexical, syntactic, storycloze, continuation
 hf-slm eval MODEL --task asr,instructions,retention       a speech-aware LM on a corpus and an instruction set
 hf-slm eval --task resynthesis --tokenizer T --vocoder V  resynthesis intelligibility
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 from hf_slm.evaluation.cli import add_benchmarks_parser, add_eval_parser
+from hf_slm.finetune import add_finetune_arguments
 from hf_slm.speech_aware_cli import add_speech_aware_lm_parser
 from hf_slm.speech_text_cli import add_speech_text_lm_parser
 from hf_slm.training.cli import add_train_parser
@@ -38,8 +40,26 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
 
     existed = (Path(args.out) / "synth_config.json").exists() and not args.overwrite
     start = time.perf_counter()
+    config = None
+    voices = {split: getattr(args, f"{split}_voices") for split in ("train", "validation", "test")}
+    if any(voices.values()):
+        from dataclasses import replace
+
+        from hf_slm.data import SynthConfig
+
+        default = SynthConfig().voices
+        chosen = {
+            split: tuple(v.strip() for v in value.split(",") if v.strip()) if value else default[split]
+            for split, value in voices.items()
+        }
+        config = replace(SynthConfig(), voices=chosen)
     dsd = synthesize_corpus(
-        args.out, hours=args.hours, seed=args.seed, num_workers=args.workers, overwrite=args.overwrite
+        args.out,
+        hours=args.hours,
+        seed=args.seed,
+        num_workers=args.workers,
+        overwrite=args.overwrite,
+        config=config,
     )
     minutes = (time.perf_counter() - start) / 60
     rows = corpus_summary(dsd)
@@ -581,6 +601,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="the same seed gives byte-identical output (default 0)"
     )
     synth.add_argument("--workers", type=int, default=None, help="processes to use (default: all cores)")
+    for split, default in (
+        ("train", "TRAIN_VOICES"),
+        ("validation", "VALIDATION_VOICES"),
+        ("test", "TEST_VOICES"),
+    ):
+        synth.add_argument(
+            f"--{split}-voices",
+            default=None,
+            help=f"comma-separated espeak-ng voices of the {split} split, e.g. en-us-nyc+m1,en-us-nyc+f2 "
+            f"(`espeak-ng --voices=en` lists the accents; +m1..m7 / +f1..f5 the variants; default: {default})",
+        )
     synth.add_argument("--overwrite", action="store_true", help="replace an existing corpus in --out")
     synth.add_argument(
         "--plot", type=Path, default=None, help="also write a PNG of a test utterance with word boundaries"
@@ -772,6 +803,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_speech_text_lm_parser(sub)  # hf-slm speech-text-lm init | mix (hf_slm/speech_text_cli.py)
     add_speech_aware_lm_parser(sub)  # hf-slm speech-aware-lm init | export (hf_slm/speech_aware_cli.py)
     add_train_parser(sub)  # hf-slm train RECIPE.yaml [--set section.key=value]
+    add_finetune_arguments(
+        sub.add_parser(
+            "finetune",
+            help="fine-tune a model on your own data with a LoRA adapter (asr, instruction, continuation, tts)",
+            description="Fine-tune a speech LM, speech+text LM or speech-aware LM on your data with PEFT LoRA: "
+            "writes the adapter, the merged model, before/after results and a model card.",
+        )
+    )
 
     for p in (fit, hub, ctc, fctc, train, export):  # provenance for cards; set by `recipe run`
         p.add_argument("--recipe", default=None, help=argparse.SUPPRESS)

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CorpusError", "load_corpus"]
+__all__ = ["CorpusError", "drop_unreadable_audio", "load_corpus"]
 
 TEXT_COLUMN_CANDIDATES = ("text", "sentence", "transcription", "transcript", "normalized_text", "raw_text")
 MANIFEST_AUDIO_KEYS = ("audio_filepath", "audio", "path", "file", "file_name")
@@ -179,3 +179,60 @@ def _normalise(ds, name: str, text_column: str | None, audio_column: str | None,
     if not isinstance(feature, Audio) or feature.sampling_rate != sampling_rate:
         ds = ds.cast_column("audio", Audio(sampling_rate=sampling_rate))
     return ds
+
+
+def _check_audio(batch: dict[str, list], max_seconds: float | None) -> dict[str, list]:
+    from hf_slm.audio import load_audio
+
+    errors = []
+    for audio in batch["audio"]:
+        try:
+            load_audio(audio, max_seconds=max_seconds)
+            errors.append("")
+        except Exception as err:  # any decoder failure means the row cannot be used
+            errors.append(f"{type(err).__name__}: {err}".strip()[:300] or type(err).__name__)
+    return {"_audio_error": errors}
+
+
+def drop_unreadable_audio(
+    dataset, *, num_proc: int | None = None, max_seconds: float | None = None, split: str = "train"
+) -> tuple[Any, list[dict[str, Any]]]:
+    """Decode every clip of ``dataset`` once and drop the rows whose audio cannot be read.
+
+    A user's corpus may hold a truncated file, a file that is not audio, an empty or unreadable one:
+    rather than failing mid-training (or at the end of a long tokenisation), those rows are dropped
+    here and reported, and every other row is kept as it was.
+
+    Args:
+        dataset (`datasets.Dataset`): a split with an ``audio`` column (as `load_corpus` gives it).
+        num_proc (`int`, *optional*): processes for `datasets.map`.
+        max_seconds (`float`, *optional*): also drop clips longer than this.
+        split (`str`): the split's name, for the report.
+
+    Returns:
+        `(dataset, skipped)`: the readable rows (the ``audio`` column decodes as before), and one
+        ``{"split", "index", "path", "error"}`` per dropped row, in order.
+    """
+    from datasets import Audio
+
+    feature = dataset.features["audio"]
+    raw = dataset.cast_column("audio", Audio(decode=False)) if isinstance(feature, Audio) else dataset
+    checked = raw.map(
+        _check_audio,
+        batched=True,
+        batch_size=32,
+        num_proc=num_proc,
+        fn_kwargs={"max_seconds": max_seconds},
+        desc=f"checking the audio of {split}",
+    )
+    errors = checked["_audio_error"]
+    bad = [i for i, e in enumerate(errors) if e]
+    skipped = []
+    for i in bad:
+        value = raw[i]["audio"]
+        path = value.get("path") if isinstance(value, dict) else (value if isinstance(value, str) else None)
+        skipped.append({"split": split, "index": i, "path": path, "error": errors[i]})
+    if bad:
+        keep = sorted(set(range(len(dataset))) - set(bad))
+        dataset = dataset.select(keep)
+    return dataset, skipped

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from hf_slm.recipes import RecipeError
+from hf_slm.training.adapters import builtin_lora_layers, merge_adapter
 from hf_slm.training.arguments import (
     LoraArguments,
     ModelArguments,
@@ -163,9 +164,17 @@ def _special_ids(model, tokenizer) -> tuple[int | None, int]:
 
 def _add_lora(model, args: LoraArguments):
     from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import AutoModelForCausalLM
 
+    # a model may carry LoRA layers of its own (a speech-aware LM's `text_lora`): they keep training with
+    # the new adapter and are saved in it, but merging folds in the new adapter only (`merge_adapter`)
+    model._builtin_lora_layers = sorted(builtin_lora_layers(model))
+    # PEFT keeps the trainability of a model that has LoRA layers already (it takes the new adapter for a
+    # second one): freeze the base first, so that only LoRA weights (and modules_to_save) train
+    model.requires_grad_(False)
+    causal = type(model.config) in AutoModelForCausalLM._model_mapping
     config = LoraConfig(
-        task_type=TaskType.CAUSAL_LM,
+        task_type=TaskType.CAUSAL_LM if causal else None,
         r=args.r,
         lora_alpha=args.alpha,
         lora_dropout=args.dropout,
@@ -518,12 +527,16 @@ def _train(recipe: TrainRecipe) -> dict[str, Any]:
         "parameters": n_params,
         "trainable_parameters": n_trainable,
     }
+    # Every process takes part: under FSDP this gathers the full weights (on the main process, on the
+    # CPU); under DDP or one process it is the model's own state dict (no copy). A LoRA model keeps
+    # saving itself (adapter, then merged) from its live weights, so it cannot be trained under FSDP.
+    state_dict = None if recipe.lora.enabled else accelerator.get_state_dict(model)
     if main:
         net = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
-        net.save_pretrained(out)
+        net.save_pretrained(out, state_dict=state_dict)
         folders = [out]
         if recipe.lora.enabled:  # `out` holds the adapter; `merged` the base model with the adapter merged in
-            net.merge_and_unload().save_pretrained(out / "merged")
+            merge_adapter(net).save_pretrained(out / "merged")
             folders.append(out / "merged")
         for folder in folders:
             if m.model_name_or_path is not None:
