@@ -206,12 +206,20 @@ def _model_type(model: str) -> str:
 
 def _load_rows(args: FinetuneArguments, log) -> tuple[Any, Any, list[dict[str, Any]], str]:
     """The train and held-out rows (readable audio only), the skipped clips, and where the held-out rows came from."""
-    from hf_slm.data.corpus import drop_unreadable_audio, load_corpus
+    from hf_slm.data.corpus import CorpusError, drop_unreadable_audio, load_corpus
 
     text_column = args.text_column
     if args.task == "instruction" and text_column is None:
         text_column = "response"
-    corpus = load_corpus(args.data, text_column=text_column, audio_column=args.audio_column)
+    try:
+        corpus = load_corpus(args.data, text_column=text_column, audio_column=args.audio_column)
+    except CorpusError as err:
+        if args.task == "instruction" and "no column 'response'" in str(err):
+            raise FinetuneError(
+                f"--task instruction needs `instruction` and `response` columns in {args.data} ({err}); make "
+                "such data with `hf-slm data instructions`, or pass --text-column for the answers"
+            ) from None
+        raise
     if args.task == "instruction":
         corpus = corpus.rename_column("text", "response")
         missing = [c for c in ("instruction", "response") if c not in corpus[next(iter(corpus))].column_names]
@@ -500,7 +508,7 @@ def finetune(args: FinetuneArguments) -> dict[str, Any]:
         _plot(summary, out / "finetune_results.png")
         _write_card(summary, out)
         log(f"wrote the adapter, {out / 'merged'}, the card and finetune_results.json to {out}")
-    state.wait_for_everyone()
+    # no barrier here: the training loop has ended the process group; the other processes are done
     return summary
 
 

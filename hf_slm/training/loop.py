@@ -199,7 +199,8 @@ def _load_splits(recipe: TrainRecipe, model, tokenizer, eos: int | None, log) ->
             f"data.dataset: {data.dataset} holds one Dataset; save a DatasetDict with named splits"
         )
     wanted = {"train": data.train_split, "eval": data.eval_split}
-    splits = {}
+    splits: dict[str, Any] = {}
+    skipped: list[dict[str, Any]] = []
     for role, name in wanted.items():
         if name is None:
             continue
@@ -211,12 +212,25 @@ def _load_splits(recipe: TrainRecipe, model, tokenizer, eos: int | None, log) ->
         ds = dsd[name]
         if role == "eval" and data.max_eval_samples is not None:
             ds = ds.select(range(min(len(ds), data.max_eval_samples)))
+        if _has_audio(ds):  # a clip that cannot be decoded is dropped and reported, not a crash mid-run
+            from hf_slm.data.corpus import drop_unreadable_audio
+
+            ds, bad = drop_unreadable_audio(ds, num_proc=data.num_proc, split=name)
+            skipped += bad
+            for item in bad:
+                log(f"skipped unreadable audio {name}[{item['index']}] {item['path']}: {item['error']}")
         splits[role] = prepare_split(
             ds, data, tokenizer=tokenizer, model=model, eos_token_id=eos, split=name, log=log
         )
     if len(splits["train"]) == 0:
         raise RecipeError(f"the {data.train_split} split of {data.dataset} has no rows to train on")
-    return splits
+    return splits, skipped
+
+
+def _has_audio(dataset) -> bool:
+    from datasets import Audio
+
+    return isinstance(dataset.features.get("audio"), Audio)
 
 
 class _BatchStream:
@@ -364,7 +378,7 @@ def _train(recipe: TrainRecipe) -> dict[str, Any]:
         )
     eos, pad = _special_ids(model, tokenizer)
     with accelerator.main_process_first():  # the main process fills the datasets cache, the others read it
-        splits = _load_splits(recipe, model, tokenizer, eos, log)
+        splits, skipped_audio = _load_splits(recipe, model, tokenizer, eos, log)
     if recipe.lora.enabled:
         model = _add_lora(model, recipe.lora)
     n_params = sum(p.numel() for p in model.parameters())
@@ -407,6 +421,8 @@ def _train(recipe: TrainRecipe) -> dict[str, Any]:
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=t.learning_rate,
+        # one fused kernel for all parameters: on CPU about 3x faster than the default per-tensor loop
+        fused=all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in decay + no_decay),
     )
     scheduler = warmup_cosine(optimizer, t.warmup_steps, t.max_steps)
     model, optimizer, train_dl, scheduler = accelerator.prepare(model, optimizer, train_dl, scheduler)
@@ -526,6 +542,7 @@ def _train(recipe: TrainRecipe) -> dict[str, Any]:
         "num_processes": accelerator.num_processes,
         "parameters": n_params,
         "trainable_parameters": n_trainable,
+        "skipped_audio": skipped_audio,  # clips that could not be decoded: {split, index, path, error}
     }
     # Every process takes part: under FSDP this gathers the full weights (on the main process, on the
     # CPU); under DDP or one process it is the model's own state dict (no copy). A LoRA model keeps
