@@ -425,6 +425,9 @@ def _train(recipe: TrainRecipe) -> dict[str, Any]:
         fused=all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in decay + no_decay),
     )
     scheduler = warmup_cosine(optimizer, t.warmup_steps, t.max_steps)
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is not None:  # DeepSpeed reads the micro-batch from the dataloader, which has a batch sampler
+        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = t.per_device_batch_size
     model, optimizer, train_dl, scheduler = accelerator.prepare(model, optimizer, train_dl, scheduler)
 
     state: dict[str, Any] = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "history": []}
