@@ -236,12 +236,20 @@ def _load_rows(args: FinetuneArguments, log) -> tuple[Any, Any, list[dict[str, A
         raise FinetuneError(f"--eval-split {held_name!r}: {args.data} has the splits {sorted(corpus)}")
     skipped: list[dict[str, Any]] = []
     train, more = drop_unreadable_audio(
-        corpus[train_name], num_proc=args.num_proc, max_seconds=args.max_seconds, split=train_name
+        corpus[train_name],
+        num_proc=args.num_proc,
+        max_seconds=args.max_seconds,
+        min_seconds=0.1,
+        split=train_name,
     )
     skipped += more
     if held_name is not None:
         held, more = drop_unreadable_audio(
-            corpus[held_name], num_proc=args.num_proc, max_seconds=args.max_seconds, split=held_name
+            corpus[held_name],
+            num_proc=args.num_proc,
+            max_seconds=args.max_seconds,
+            min_seconds=0.1,
+            split=held_name,
         )
         skipped += more
         source = f"the {held_name!r} split"

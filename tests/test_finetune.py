@@ -38,7 +38,7 @@ def _write_clips(folder: Path, rows) -> list[str]:
 def _broken_files(folder: Path) -> dict[str, str]:
     """Three files a real corpus may hold: cut short, not audio at all, empty."""
     good = next(folder.glob("*.wav")).read_bytes()
-    (folder / "truncated.wav").write_bytes(good[:30])
+    (folder / "truncated.wav").write_bytes(good[:100])  # the header and a few samples
     (folder / "notes.wav").write_text("this is a text file saved with the wrong extension\n")
     (folder / "empty.wav").write_bytes(b"")
     return {"truncated.wav": "the cat sat", "notes.wav": "a dog ran", "empty.wav": "the sun"}

@@ -181,13 +181,20 @@ def _normalise(ds, name: str, text_column: str | None, audio_column: str | None,
     return ds
 
 
-def _check_audio(batch: dict[str, list], max_seconds: float | None) -> dict[str, list]:
+def _check_audio(
+    batch: dict[str, list], feature: Any, max_seconds: float | None, min_seconds: float
+) -> dict[str, list]:
     from hf_slm.audio import load_audio
 
     errors = []
     for audio in batch["audio"]:
         try:
-            load_audio(audio, max_seconds=max_seconds)
+            # decoded as training will decode it: through the dataset's own Audio feature (torchcodec),
+            # which reads some damaged files differently from other decoders
+            value = feature.decode_example(audio) if feature is not None else audio
+            wave = load_audio(value, max_seconds=max_seconds)
+            if len(wave) < min_seconds * 16_000:
+                raise ValueError(f"the clip lasts {len(wave) / 16_000:.3f} s, less than {min_seconds} s")
             errors.append("")
         except Exception as err:  # any decoder failure means the row cannot be used
             errors.append(f"{type(err).__name__}: {err}".strip()[:300] or type(err).__name__)
@@ -195,7 +202,12 @@ def _check_audio(batch: dict[str, list], max_seconds: float | None) -> dict[str,
 
 
 def drop_unreadable_audio(
-    dataset, *, num_proc: int | None = None, max_seconds: float | None = None, split: str = "train"
+    dataset,
+    *,
+    num_proc: int | None = None,
+    max_seconds: float | None = None,
+    min_seconds: float = 0.0,
+    split: str = "train",
 ) -> tuple[Any, list[dict[str, Any]]]:
     """Decode every clip of ``dataset`` once and drop the rows whose audio cannot be read.
 
@@ -207,6 +219,7 @@ def drop_unreadable_audio(
         dataset (`datasets.Dataset`): a split with an ``audio`` column (as `load_corpus` gives it).
         num_proc (`int`, *optional*): processes for `datasets.map`.
         max_seconds (`float`, *optional*): also drop clips longer than this.
+        min_seconds (`float`, defaults to 0): also drop clips shorter than this.
         split (`str`): the split's name, for the report.
 
     Returns:
@@ -222,7 +235,11 @@ def drop_unreadable_audio(
         batched=True,
         batch_size=32,
         num_proc=num_proc,
-        fn_kwargs={"max_seconds": max_seconds},
+        fn_kwargs={
+            "feature": feature if isinstance(feature, Audio) else None,
+            "max_seconds": max_seconds,
+            "min_seconds": min_seconds,
+        },
         desc=f"checking the audio of {split}",
     )
     errors = checked["_audio_error"]
