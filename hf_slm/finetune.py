@@ -235,23 +235,17 @@ def _load_rows(args: FinetuneArguments, log) -> tuple[Any, Any, list[dict[str, A
     elif held_name not in corpus:
         raise FinetuneError(f"--eval-split {held_name!r}: {args.data} has the splits {sorted(corpus)}")
     skipped: list[dict[str, Any]] = []
-    train, more = drop_unreadable_audio(
-        corpus[train_name],
-        num_proc=args.num_proc,
-        max_seconds=args.max_seconds,
-        min_seconds=0.1,
-        split=train_name,
-    )
-    skipped += more
-    if held_name is not None:
-        held, more = drop_unreadable_audio(
-            corpus[held_name],
-            num_proc=args.num_proc,
-            max_seconds=args.max_seconds,
-            min_seconds=0.1,
-            split=held_name,
+
+    def readable(split: str):
+        rows, bad = drop_unreadable_audio(
+            corpus[split], num_proc=args.num_proc, max_seconds=args.max_seconds, min_seconds=0.1, split=split
         )
-        skipped += more
+        skipped.extend(bad)
+        return rows
+
+    train = readable(train_name)
+    if held_name is not None:
+        held = readable(held_name)
         source = f"the {held_name!r} split"
     else:
         if len(train) < 4:
