@@ -112,8 +112,12 @@ class FinetuneArguments:
     eval_fraction: float = field(
         default=0.1, metadata={"help": "share of the rows held out when the corpus has one split only"}
     )
-    max_eval_samples: int | None = field(default=100, metadata={"help": "held-out rows to evaluate on"})
-    max_train_samples: int | None = field(default=None, metadata={"help": "train on the first N rows only"})
+    max_eval_samples: int | None = field(
+        default=100, metadata={"help": "held-out rows to evaluate on (a seeded sample when there are more)"}
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "train on N rows only (a seeded sample)"}
+    )
     task_eval: bool = field(
         default=True, metadata={"help": "run the task's metric before and after (off: held-out loss only)"}
     )
@@ -253,10 +257,11 @@ def _load_rows(args: FinetuneArguments, log) -> tuple[Any, Any, list[dict[str, A
         parts = train.train_test_split(test_size=args.eval_fraction, seed=args.seed)
         train, held = parts["train"], parts["test"]
         source = f"{args.eval_fraction:.0%} of {train_name!r} (seed {args.seed})"
-    if args.max_train_samples is not None:
-        train = train.select(range(min(len(train), args.max_train_samples)))
-    if args.max_eval_samples is not None:
-        held = held.select(range(min(len(held), args.max_eval_samples)))
+    # a seeded sample, not the first rows: a split may be ordered (by task, by voice)
+    if args.max_train_samples is not None and len(train) > args.max_train_samples:
+        train = train.shuffle(seed=args.seed).select(range(args.max_train_samples))
+    if args.max_eval_samples is not None and len(held) > args.max_eval_samples:
+        held = held.shuffle(seed=args.seed).select(range(args.max_eval_samples))
     if skipped:
         log(f"skipped {len(skipped)} clip(s) whose audio cannot be read (listed in skipped_audio.json):")
         for s in skipped[:20]:

@@ -188,6 +188,24 @@ def test_speech_lm_continuation_from_a_saved_dataset(tiny_corpus, tmp_path):
     assert adapter and all(k.startswith("base_model.model.lm.model.layers.") for k in adapter)
 
 
+def test_speech_aware_instruction_data(tiny_corpus_dir, tmp_path):
+    """`hf-slm data instructions` output fine-tunes as is; the held-out sample mixes the tasks."""
+    data = tmp_path / "instructions"
+    assert cli_main(["data", "instructions", "--data", str(tiny_corpus_dir), "--out", str(data),
+                     "--eval-per-task", "4"]) == 0  # fmt: skip
+    out = tmp_path / "ins"
+    code = cli_main(["finetune", "--model", str(ZOO / "speech-aware-lm-tiny"), "--data", str(data), "--task",
+                     "instruction", "--out", str(out), "--max-steps", "3", "--batch-size", "4",
+                     "--max-eval-samples", "14", "--save-steps", "3"])  # fmt: skip
+    assert code == 0
+    results = json.loads((out / "finetune_results.json").read_text())
+    assert results["before"]["metric"] == "macro_accuracy" and results["heldout"]["rows"] == 14
+    assert len(results["before"]["tasks"]) >= 5  # a seeded sample of the split, not its first rows
+    for when in ("before", "after"):
+        assert 0 <= results[when]["value"] <= 1
+    assert results["after"]["heldout_loss"] == pytest.approx(results["training"]["final_eval_loss"], abs=1e-5)
+
+
 def test_bad_requests_name_the_fix(audiofolder, tmp_path, capsys):
     speech_lm = str(ZOO / "speech-lm-tiny")
     cases = [
