@@ -159,3 +159,34 @@ def test_encode_dataset_in_two_processes_gives_the_same_units(tiny_corpus):
     one = model.encode_dataset(clips)
     two = model.encode_dataset(clips.flatten_indices(), num_proc=2)
     assert one["units"] == two["units"] and one["durations"] == two["durations"] and len(one["units"][0]) > 5
+
+
+def test_encode_dataset_is_cached_so_a_corpus_is_tokenised_once(tiny_corpus, tmp_path):
+    """The units of a saved corpus are computed once: a second `encode_dataset` (another run) reads the
+    datasets cache and never calls the tokenizer; another tokenizer (other weights) computes anew."""
+    from datasets import load_from_disk
+
+    from hf_slm.models.speech_lm import SpeechLMForCausalLM
+
+    tiny_corpus["validation"].select(range(4)).save_to_disk(str(tmp_path / "clips"))
+    backbone = {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                "num_attention_heads": 2, "num_key_value_heads": 2}  # fmt: skip
+
+    def run(model):
+        calls = []
+        real = model.unit_tokenizer.encode
+        model.unit_tokenizer.encode = lambda *a, **k: calls.append(1) or real(*a, **k)
+        units = model.encode_dataset(
+            load_from_disk(str(tmp_path / "clips"))
+        )  # a fresh load, as a new run does
+        return units["units"], len(calls)
+
+    first, calls = run(SpeechLMForCausalLM.from_components(ZOO / "units-ctc-phones", text_config=backbone))
+    assert calls > 0 and any(first)
+    again, calls = run(SpeechLMForCausalLM.from_components(ZOO / "units-ctc-phones", text_config=backbone))
+    assert calls == 0 and again == first  # read back from the cache
+    other = SpeechLMForCausalLM.from_components(ZOO / "units-ctc-phones", text_config=backbone)
+    with torch.no_grad():
+        next(p for p in other.unit_tokenizer.parameters() if p.ndim == 2).mul_(-1)
+    _, calls = run(other)
+    assert calls > 0  # new tokenizer weights: a new fingerprint, so it is computed again
