@@ -242,7 +242,7 @@ def _load_rows(args: FinetuneArguments, log) -> tuple[Any, Any, list[dict[str, A
 
     def readable(split: str):
         rows, bad = drop_unreadable_audio(
-            corpus[split], num_proc=args.num_proc, max_seconds=args.max_seconds, min_seconds=0.1, split=split
+            corpus[split], num_proc=args.num_proc, max_seconds=args.max_seconds, split=split
         )
         skipped.extend(bad)
         return rows

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,9 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import torch
+
+# pytest puts tests/ on sys.path (no __init__.py there)
+from test_training import _free_port
 
 from hf_slm import load_audio
 from hf_slm.cli import main as cli_main
@@ -206,6 +208,21 @@ def test_speech_aware_instruction_data(tiny_corpus_dir, tmp_path):
     assert results["after"]["heldout_loss"] == pytest.approx(results["training"]["final_eval_loss"], abs=1e-5)
 
 
+def test_resume_goes_on_from_the_last_checkpoint(tiny_corpus, tmp_path):
+    from datasets import DatasetDict
+
+    data = tmp_path / "saved"
+    DatasetDict(
+        train=tiny_corpus["train"].select(range(12)), validation=tiny_corpus["validation"].select(range(3))
+    ).save_to_disk(str(data))
+    args = ["finetune", "--model", str(ZOO / "speech-lm-tiny"), "--data", str(data), "--task", "continuation",
+            "--out", str(tmp_path / "run"), "--batch-size", "4", "--save-steps", "2", "--no-task-eval"]  # fmt: skip
+    assert cli_main([*args, "--max-steps", "2"]) == 0
+    assert cli_main([*args, "--max-steps", "4", "--resume"]) == 0
+    training = json.loads((tmp_path / "run" / "finetune_results.json").read_text())["training"]
+    assert training["resumed_from"].endswith("step_2") and training["steps"] == 4
+
+
 def test_bad_requests_name_the_fix(audiofolder, tmp_path, capsys):
     speech_lm = str(ZOO / "speech-lm-tiny")
     cases = [
@@ -220,12 +237,6 @@ def test_bad_requests_name_the_fix(audiofolder, tmp_path, capsys):
     for args, message in cases:
         assert cli_main(["finetune", *args, "--out", str(tmp_path / "x")]) == 2
         assert message in capsys.readouterr().err, args
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow

@@ -480,3 +480,38 @@ def test_accelerate_configs_are_valid(tmp_path):
                 config = plugin.deepspeed_config
                 assert config["zero_optimization"]["stage"] == 2 and config["gradient_clipping"] == 1.0
                 assert config["gradient_accumulation_steps"] == "auto"  # filled from the loop's plugin
+
+
+def test_unreadable_clips_are_skipped_counted_and_listed(tiny_corpus, tmp_path, capsys):
+    """`hf-slm train` on a user's audio dataset (a speech LM tokenises it to units itself): a broken file
+    costs its row only, and the log and the run summary say which one and why."""
+    import soundfile as sf
+    from datasets import Audio, Dataset, DatasetDict
+
+    from hf_slm import load_audio
+
+    rows = tiny_corpus["train"].select(range(8))
+    paths = []
+    for k, row in enumerate(rows):
+        paths.append(str(tmp_path / f"clip_{k}.wav"))
+        sf.write(paths[-1], load_audio(row["audio"]), 16_000)
+    (tmp_path / "broken.wav").write_bytes(Path(paths[0]).read_bytes()[:100])
+    (tmp_path / "not_audio.wav").write_text("not audio\n")
+    train_paths = [*paths[:6], str(tmp_path / "broken.wav"), str(tmp_path / "not_audio.wav")]
+    dsd = DatasetDict(
+        train=Dataset.from_dict({"audio": train_paths}), validation=Dataset.from_dict({"audio": paths[6:]})
+    ).cast_column("audio", Audio(sampling_rate=16_000))
+    dsd.save_to_disk(str(tmp_path / "data"))
+    recipe = _recipe(
+        tmp_path / "data", tmp_path / "run", training={"max_steps": 2, "per_device_batch_size": 4}
+    )
+    recipe["model"] = {"model_name_or_path": str(REPO / "zoo" / "speech-lm-tiny")}
+    summary = train(recipe)
+    assert summary["steps"] == 2
+    skipped = summary["skipped_audio"]
+    assert [Path(s["path"]).name for s in skipped] == ["broken.wav", "not_audio.wav"]
+    assert [s["index"] for s in skipped] == [6, 7] and all(s["error"] for s in skipped)
+    printed = capsys.readouterr()
+    assert "broken.wav" in printed.out + printed.err and "not_audio.wav" in printed.out + printed.err
+    log = json.loads((tmp_path / "run" / "training_log.json").read_text())
+    assert log["summary"]["skipped_audio"] == skipped

@@ -18,6 +18,7 @@ __all__ = ["CorpusError", "drop_unreadable_audio", "load_corpus"]
 
 TEXT_COLUMN_CANDIDATES = ("text", "sentence", "transcription", "transcript", "normalized_text", "raw_text")
 MANIFEST_AUDIO_KEYS = ("audio_filepath", "audio", "path", "file", "file_name")
+MIN_CLIP_SECONDS = 0.1  # shorter clips hold no word, and are shorter than some encoders' first frame
 
 
 class CorpusError(ValueError):
@@ -206,7 +207,7 @@ def drop_unreadable_audio(
     *,
     num_proc: int | None = None,
     max_seconds: float | None = None,
-    min_seconds: float = 0.0,
+    min_seconds: float = MIN_CLIP_SECONDS,
     split: str = "train",
 ) -> tuple[Any, list[dict[str, Any]]]:
     """Decode every clip of ``dataset`` once and drop the rows whose audio cannot be read.
@@ -219,7 +220,7 @@ def drop_unreadable_audio(
         dataset (`datasets.Dataset`): a split with an ``audio`` column (as `load_corpus` gives it).
         num_proc (`int`, *optional*): processes for `datasets.map`.
         max_seconds (`float`, *optional*): also drop clips longer than this.
-        min_seconds (`float`, defaults to 0): also drop clips shorter than this.
+        min_seconds (`float`, defaults to 0.1): also drop clips shorter than this.
         split (`str`): the split's name, for the report.
 
     Returns:
