@@ -351,7 +351,7 @@ def _task_metric(model, processor, model_type: str, task: str, held, judge, args
 
             transcribe = chat_transcriber(model, processor, args.instruction, args.max_new_tokens)
         r = evaluate_asr(
-            model, processor, held, max_new_tokens=args.max_new_tokens, transcribe=transcribe, progress=False
+            model, processor, held, max_new_tokens=args.max_new_tokens, transcribe=transcribe, progress=True
         )
         return {
             "metric": "wer",
@@ -360,7 +360,7 @@ def _task_metric(model, processor, model_type: str, task: str, held, judge, args
             "examples": r["examples"][:3],
         }
     if task == "tts":
-        r = evaluate_tts(model, processor, held, judge, progress=False)
+        r = evaluate_tts(model, processor, held, judge, progress=True)
         return {
             "metric": "judge_wer",
             "value": r["wer"],
@@ -372,7 +372,7 @@ def _task_metric(model, processor, model_type: str, task: str, held, judge, args
         from hf_slm.evaluation.speech_aware import answer_instructions
 
         answers, _ = answer_instructions(
-            model, processor, held, max_new_tokens=args.max_new_tokens, progress=False
+            model, processor, held, max_new_tokens=args.max_new_tokens, progress=True
         )
         if "task" in held.column_names:
             r = score_instructions(held, answers)
