@@ -12,6 +12,7 @@ hf-slm speech-text-lm init / mix                          a speech+text LM and i
 hf-slm speech-aware-lm init / export                      compose a speech-aware text LM (encoder + adapter + LLM)
 hf-slm train RECIPE.yaml [--set section.key=value]        the training loop (also: accelerate launch -m hf_slm.train)
 hf-slm finetune --model M --data D --task T --out DIR     a LoRA adapter on your data (also: -m hf_slm.finetune)
+hf-slm zoo list | install | push                          the zoo: a table; into the HF cache (offline ids); to the Hub
 hf-slm eval MODEL --task T --data BENCH                   lexical, syntactic, storycloze, continuation
 hf-slm eval MODEL --task asr,instructions,retention       a speech-aware LM on a corpus and an instruction set
 hf-slm eval --task resynthesis --tokenizer T --vocoder V  resynthesis intelligibility
@@ -30,6 +31,7 @@ from hf_slm.finetune import add_finetune_arguments
 from hf_slm.speech_aware_cli import add_speech_aware_lm_parser
 from hf_slm.speech_text_cli import add_speech_text_lm_parser
 from hf_slm.training.cli import add_train_parser
+from hf_slm.zoo import add_zoo_parser
 
 __all__ = ["main"]
 
@@ -803,6 +805,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_speech_text_lm_parser(sub)  # hf-slm speech-text-lm init | mix (hf_slm/speech_text_cli.py)
     add_speech_aware_lm_parser(sub)  # hf-slm speech-aware-lm init | export (hf_slm/speech_aware_cli.py)
     add_train_parser(sub)  # hf-slm train RECIPE.yaml [--set section.key=value]
+    add_zoo_parser(sub)  # hf-slm zoo list | install | push
     add_finetune_arguments(
         sub.add_parser(
             "finetune",
@@ -826,7 +829,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (AudioError, CorpusError, FileExistsError, ValueError, TrainingError) as err:
+    except (AudioError, CorpusError, FileExistsError, ValueError, TrainingError) as err:  # ZooError too
         print(f"hf-slm: error: {err}", file=sys.stderr)
         return 2
 
