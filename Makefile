@@ -7,8 +7,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.hf-slm-installed
 # espeak-ng speaks the corpus (and brings libespeak-ng for word timings), ffmpeg's libraries
-# decode audio for torchcodec and datasets, wamerican is the word list that nonwords must avoid.
-APT_PACKAGES := espeak-ng ffmpeg wamerican
+# decode audio for torchcodec and datasets, wamerican is the word list that nonwords must avoid,
+# chromium is the headless browser the Spaces' browser test drives (through Playwright).
+APT_PACKAGES := espeak-ng ffmpeg wamerican chromium
 DEMO_CORPUS := data/demo-corpus
 
 export HF_HUB_OFFLINE := 1
@@ -23,6 +24,7 @@ system-deps:
 	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
 	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
 	[ -f /usr/share/dict/words ] || missing="$$missing wamerican"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
