@@ -48,8 +48,10 @@ format: setup
 test: lint
 	$(BIN)/pytest
 
+# the slm-zoo Space (all three families as tabs) on the bundled zoo, offline, at http://127.0.0.1:7860
 demo: setup
-	$(BIN)/hf-slm data synth --out $(DEMO_CORPUS) --hours 0.25 --seed 0 --plot $(DEMO_CORPUS)/utterance.png
+	GRADIO_SERVER_NAME=$${GRADIO_SERVER_NAME:-127.0.0.1} GRADIO_SERVER_PORT=$${GRADIO_SERVER_PORT:-7860} \
+	  $(BIN)/python spaces/slm-zoo/app.py
 
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
