@@ -10,7 +10,6 @@ STAMP := $(VENV)/.hf-slm-installed
 # decode audio for torchcodec and datasets, wamerican is the word list that nonwords must avoid,
 # chromium is the headless browser the Spaces' browser test drives (through Playwright).
 APT_PACKAGES := espeak-ng ffmpeg wamerican chromium
-DEMO_CORPUS := data/demo-corpus
 
 export HF_HUB_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
