@@ -14,7 +14,7 @@ APT_PACKAGES := espeak-ng ffmpeg wamerican chromium
 export HF_HUB_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: setup system-deps test lint format demo bench clean
+.PHONY: setup system-deps test lint format demo zoo bench clean
 
 setup: system-deps $(STAMP)
 
@@ -51,6 +51,10 @@ test: lint
 demo: setup
 	GRADIO_SERVER_NAME=$${GRADIO_SERVER_NAME:-127.0.0.1} GRADIO_SERVER_PORT=$${GRADIO_SERVER_PORT:-7860} \
 	  $(BIN)/python spaces/slm-zoo/app.py
+
+# rebuild every zoo folder from its recipe in modeling/recipes (hours on 2 CPU cores; --dry-run to see the plan)
+zoo: setup
+	$(BIN)/hf-slm zoo build
 
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -291,9 +291,12 @@ def _cmd_push(args) -> int:
 
 
 def add_zoo_parser(subparsers) -> None:
-    """``hf-slm zoo list | install | push``."""
+    """``hf-slm zoo build | list | install | push``."""
     zoo = subparsers.add_parser("zoo", help="the zoo as Hub repos: list, install into the HF cache, push")
     sub = zoo.add_subparsers(dest="zoo_command", required=True)
+    from hf_slm.zoo_build import add_zoo_build_parser
+
+    add_zoo_build_parser(sub)  # hf-slm zoo build [NAME ...]: the recipes, dependencies first
     common = {"default": None, "help": "the zoo folder (default: $HF_SLM_ZOO, else the repository's zoo/)"}
     ls = sub.add_parser("list", help="a table of the zoo: kind, parameters, size, the results of each card")
     ls.add_argument("--zoo", **common)
