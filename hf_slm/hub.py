@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["render_card", "update_card_results", "write_card"]
+__all__ = ["render_card", "update_card_results", "write_card", "zoo_bases"]
 
 CARDS_DIR = Path(__file__).resolve().parent.parent / "cards"
 
@@ -33,7 +33,7 @@ def render_card(
     usage: str = "",
     tags: list[str] | None = None,
     pipeline_tag: str | None = None,
-    base_model: str | None = None,
+    base_model: str | list[str] | None = None,
     training: dict[str, Any] | None = None,
     eval_results: list[Any] | None = None,
     results_table: str = "",
@@ -67,8 +67,32 @@ def render_card(
     )
 
 
+def zoo_bases(folder: str | Path) -> list[str] | None:
+    """The Hub ids of the zoo folders a model was composed from, read from its config: every sub-config
+    whose ``_name_or_path`` is a ``zoo/<name>`` folder gives ``hf-slm/<name>`` (the card's ``base_model``)."""
+    import json
+
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        return None
+    found: set[str] = set()
+
+    def walk(node: Any, top: bool) -> None:
+        if isinstance(node, dict):
+            source = str(node.get("_name_or_path") or "")
+            if not top and source.startswith("zoo/"):
+                found.add(f"hf-slm/{source.split('/')[1]}")
+            for value in node.values():
+                walk(value, False)
+
+    walk(json.loads(path.read_text()), True)
+    return sorted(found) or None
+
+
 def write_card(folder: str | Path, **kwargs: Any) -> Path:
     path = Path(folder) / "README.md"
+    if kwargs.get("base_model") is None:
+        kwargs["base_model"] = zoo_bases(folder)
     render_card(**kwargs).save(path)
     return path
 

@@ -168,3 +168,35 @@ def test_push_plan_and_offline_refusal(capsys):
         push_to_hub("nope", "someone/x", root=ZOO, api=api)
     with pytest.raises(ZooError, match="no zoo folder"):
         install_zoo(["nope"], root=ZOO, cache_dir="/tmp/unused-hf-cache")
+
+
+def _numbers(node) -> set[float]:
+    if isinstance(node, dict):
+        return set().union(*(_numbers(v) for v in node.values())) if node else set()
+    if isinstance(node, list):
+        return set().union(*(_numbers(v) for v in node)) if node else set()
+    return {node} if isinstance(node, float) else set()
+
+
+@pytest.mark.parametrize("name", LMS)
+def test_cards_hold_what_the_hub_shows_and_numbers_come_from_results(name):
+    """Card metadata the Hub reads, the recipe that reproduces the folder, and a model-index whose every
+    number is one of the folder's measured results (eval_*.json), not typed by hand."""
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(ZOO / name / "README.md")
+    data = card.data
+    assert data.library_name == "transformers" and data.license and data.pipeline_tag and data.datasets
+    assert "hf-slm" in data.tags and data.base_model  # composed from zoo parts: hf-slm/<part>
+    assert all(b.startswith("hf-slm/") and (ZOO / b.split("/")[1]).is_dir() for b in data.base_model)
+    assert f"hf-slm recipe run modeling/recipes/{name}.yaml" in card.text
+    measured = set()
+    for path in (ZOO / name).glob("*.json"):
+        if path.name.startswith("eval") or path.name.startswith("topline"):
+            measured |= {round(x, 4) for x in _numbers(json.loads(path.read_text()))}
+    assert data.eval_results
+    for result in data.eval_results:
+        assert round(result.metric_value, 4) in measured, (
+            result.task_name or result.task_type,
+            result.metric_value,
+        )
