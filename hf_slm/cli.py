@@ -12,7 +12,8 @@ hf-slm speech-text-lm init / mix                          a speech+text LM and i
 hf-slm speech-aware-lm init / export                      compose a speech-aware text LM (encoder + adapter + LLM)
 hf-slm train RECIPE.yaml [--set section.key=value]        the training loop (also: accelerate launch -m hf_slm.train)
 hf-slm finetune --model M --data D --task T --out DIR     a LoRA adapter on your data (also: -m hf_slm.finetune)
-hf-slm zoo list | install | push                          the zoo: a table; into the HF cache (offline ids); to the Hub
+hf-slm zoo build | list | install | push                  the zoo: from recipes; a table; into the HF cache; to the Hub
+hf-slm leaderboard --corpus C --benchmarks B --out DIR    every zoo LM on every task it supports (md + png)
 hf-slm eval MODEL --task T --data BENCH                   lexical, syntactic, storycloze, continuation
 hf-slm eval MODEL --task asr,instructions,retention       a speech-aware LM on a corpus and an instruction set
 hf-slm eval --task resynthesis --tokenizer T --vocoder V  resynthesis intelligibility
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 from hf_slm.evaluation.cli import add_benchmarks_parser, add_eval_parser
+from hf_slm.evaluation.leaderboard import add_leaderboard_parser
 from hf_slm.finetune import add_finetune_arguments
 from hf_slm.speech_aware_cli import add_speech_aware_lm_parser
 from hf_slm.speech_text_cli import add_speech_text_lm_parser
@@ -806,6 +808,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_speech_aware_lm_parser(sub)  # hf-slm speech-aware-lm init | export (hf_slm/speech_aware_cli.py)
     add_train_parser(sub)  # hf-slm train RECIPE.yaml [--set section.key=value]
     add_zoo_parser(sub)  # hf-slm zoo list | install | push
+    add_leaderboard_parser(sub)  # hf-slm leaderboard --corpus C --benchmarks B --out DIR
     add_finetune_arguments(
         sub.add_parser(
             "finetune",
