@@ -11,6 +11,11 @@ download from the Hub would leave it (``models--hf-slm--<name>/blobs``, ``snapsh
 resolve offline as they would from the Hub; ``hf-slm zoo push NAME --repo-id ID`` uploads a folder
 with `huggingface_hub` (``create_repo`` then ``upload_folder``) where the Hub is reachable.
 
+Both add the models' remote code by default (``hf_slm/remote_code.py``: flat copies of the hf-slm
+modules a model needs and ``auto_map`` in its ``config.json`` / ``processor_config.json``), so that the
+repos also load with ``trust_remote_code=True`` where hf-slm is not installed; ``--no-remote-code``
+installs or pushes the folders as they are.
+
 The cache layout is written here by hand (``huggingface_hub`` only fills its cache by downloading):
 blobs named by the SHA-256 of their bytes, relative symlinks from the snapshot to them (plain copies
 where the file system has no symlinks), the revision a 40-hex digest of the folder's files, and
@@ -23,6 +28,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,6 +185,7 @@ def install_zoo(
     root: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
     org: str = DEFAULT_ORG,
+    remote_code: bool = True,
 ) -> list[dict[str, str]]:
     """Write zoo folders into the Hugging Face cache as ``<org>/<name>`` repos.
 
@@ -188,6 +195,9 @@ def install_zoo(
         cache_dir: the hub cache (default: ``huggingface_hub.constants.HF_HUB_CACHE``, i.e.
             ``$HF_HUB_CACHE`` or ``$HF_HOME/hub``).
         org (`str`): the namespace of the repo ids.
+        remote_code (`bool`): add the remote code of hf-slm models ([`write_remote_code`]): the generated
+            files and the ``config.json`` / ``processor_config.json`` with ``auto_map`` go into the snapshot
+            (as blobs, like every file) in place of the folder's own JSON files; the zoo is not modified.
 
     Returns:
         One ``{"repo_id", "revision", "snapshot"}`` per installed folder.
@@ -204,6 +214,9 @@ def install_zoo(
     for name in names:
         folder = entries[name].path
         files = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
+        scratch = tempfile.TemporaryDirectory(prefix="hf-slm-remote-code-") if remote_code else None
+        if scratch is not None:
+            files.update(_remote_code_files(folder, Path(scratch.name)))
         hashes = {rel: _sha256(p) for rel, p in files.items()}
         revision = _revision(hashes)
         repo = cache / f"models--{org}--{name}"
@@ -216,10 +229,24 @@ def install_zoo(
                 shutil.copy2(path, tmp)
                 os.replace(tmp, blob)
             _place(blob, snapshot / rel)
+        if scratch is not None:
+            scratch.cleanup()
         (repo / "refs").mkdir(parents=True, exist_ok=True)
         (repo / "refs" / "main").write_text(revision)
         installed.append({"repo_id": f"{org}/{name}", "revision": revision, "snapshot": str(snapshot)})
     return installed
+
+
+def _remote_code_files(folder: Path, scratch: Path) -> dict[str, Path]:
+    """The remote code of the model in ``folder``, written in ``scratch`` (``{name in the repo: file}``):
+    the generated modules and its JSON files with ``auto_map``; nothing for a transformers model."""
+    from hf_slm.remote_code import write_remote_code
+
+    for name in ("config.json", "processor_config.json"):
+        if (folder / name).is_file():
+            (scratch / name).unlink(missing_ok=True)  # a link to the zoo's file (push's copy) is replaced
+            shutil.copy2(folder / name, scratch / name)
+    return {Path(p).name: Path(p) for p in write_remote_code(scratch)}
 
 
 # -- the Hub ----------------------------------------------------------------------------------------------
@@ -231,12 +258,15 @@ def push_to_hub(
     private: bool = False,
     token: str | None = None,
     api: Any = None,
+    remote_code: bool = True,
 ) -> dict[str, Any]:
     """Upload the zoo folder ``name`` to the Hub repo ``repo_id``: ``create_repo(exist_ok=True)``, then
-    ``upload_folder`` of the folder as it is (card, config, weights, processor files).
+    ``upload_folder`` of the folder (card, config, weights, processor files).
 
     Args:
         api: a `huggingface_hub.HfApi` (default: a new one with ``token``).
+        remote_code (`bool`): upload a temporary copy of the folder with the model's remote code added
+            ([`write_remote_code`]); the zoo folder itself is not modified.
 
     Returns:
         The plan that was carried out: the repo, the files and their sizes, the commit URL.
@@ -254,6 +284,12 @@ def push_to_hub(
             )
         api = HfApi(token=token)
     folder = entries[name].path
+    scratch = tempfile.TemporaryDirectory(prefix="hf-slm-push-") if remote_code else None
+    if scratch is not None:  # a copy: links to the folder's files, real copies of what the code changes
+        copy = Path(scratch.name) / name
+        shutil.copytree(folder, copy, copy_function=os.symlink)
+        _remote_code_files(folder, copy)
+        folder = copy
     files = {
         p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()
     }
@@ -264,6 +300,8 @@ def push_to_hub(
         repo_type="model",
         commit_message=f"hf-slm zoo: {name}",
     )
+    if scratch is not None:
+        scratch.cleanup()
     return {"repo_id": repo_id, "repo_url": str(url), "files": files, "commit": str(commit)}
 
 
@@ -274,7 +312,13 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_install(args) -> int:
-    done = install_zoo(args.names or None, root=args.zoo, cache_dir=args.cache_dir, org=args.org)
+    done = install_zoo(
+        args.names or None,
+        root=args.zoo,
+        cache_dir=args.cache_dir,
+        org=args.org,
+        remote_code=not args.no_remote_code,
+    )
     for item in done:
         print(f"{item['repo_id']} @ {item['revision'][:12]} -> {item['snapshot']}")
     print(
@@ -285,7 +329,9 @@ def _cmd_install(args) -> int:
 
 
 def _cmd_push(args) -> int:
-    plan = push_to_hub(args.name, args.repo_id, root=args.zoo, private=args.private)
+    plan = push_to_hub(
+        args.name, args.repo_id, root=args.zoo, private=args.private, remote_code=not args.no_remote_code
+    )
     print(f"pushed {len(plan['files'])} files of {args.name} to {plan['repo_url']} ({plan['commit']})")
     return 0
 
@@ -298,6 +344,11 @@ def add_zoo_parser(subparsers) -> None:
 
     add_zoo_build_parser(sub)  # hf-slm zoo build [NAME ...]: the recipes, dependencies first
     common = {"default": None, "help": "the zoo folder (default: $HF_SLM_ZOO, else the repository's zoo/)"}
+    no_code = {
+        "action": "store_true",
+        "help": "leave out the remote code (the generated modules and auto_map that let the models load "
+        "with trust_remote_code=True where hf-slm is not installed)",
+    }
     ls = sub.add_parser("list", help="a table of the zoo: kind, parameters, size, the results of each card")
     ls.add_argument("--zoo", **common)
     ls.set_defaults(func=_cmd_list)
@@ -312,6 +363,7 @@ def add_zoo_parser(subparsers) -> None:
         "--cache-dir", default=None, help="the hub cache (default: $HF_HUB_CACHE or $HF_HOME/hub)"
     )
     inst.add_argument("--org", default=DEFAULT_ORG, help=f"namespace of the repo ids (default {DEFAULT_ORG})")
+    inst.add_argument("--no-remote-code", **no_code)
     inst.set_defaults(func=_cmd_install)
     push = sub.add_parser(
         "push",
@@ -321,4 +373,5 @@ def add_zoo_parser(subparsers) -> None:
     push.add_argument("--repo-id", required=True, help="the Hub repo, e.g. your-name/speech-lm-tiny")
     push.add_argument("--private", action="store_true", help="create the repo private")
     push.add_argument("--zoo", **common)
+    push.add_argument("--no-remote-code", **no_code)
     push.set_defaults(func=_cmd_push)

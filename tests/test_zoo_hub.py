@@ -58,13 +58,16 @@ def test_install_writes_the_hub_cache_layout(hub_cache):
         assert len(revision) == 40 and all(c in "0123456789abcdef" for c in revision)
         snapshot = repo / "snapshots" / revision
         source = sorted(p.relative_to(ZOO / name) for p in (ZOO / name).rglob("*") if p.is_file())
-        assert sorted(p.relative_to(snapshot) for p in snapshot.rglob("*") if p.is_file()) == source
-        for rel in source:
+        files = sorted(p.relative_to(snapshot) for p in snapshot.rglob("*") if p.is_file())
+        code = [rel for rel in files if rel.suffix == ".py"]  # the remote code (tests/test_remote_code.py)
+        assert sorted(set(files) - set(code)) == source and code
+        for rel in files:
             link = snapshot / rel
             assert link.is_symlink() and not os.path.isabs(os.readlink(link))  # relative, as the Hub's
             blob = link.resolve()
             assert blob.parent.name == "blobs" and blob.name == hashlib.sha256(blob.read_bytes()).hexdigest()
-            assert blob.read_bytes() == (ZOO / name / rel).read_bytes()
+            if rel.suffix != ".py" and rel.name not in ("config.json", "processor_config.json"):
+                assert blob.read_bytes() == (ZOO / name / rel).read_bytes()
         assert set(repos[f"hf-slm/{name}"].refs) == {"main"}
     # installing again changes nothing: same revision, no second copy of any blob
     before = sorted(p.name for p in hub_cache.rglob("blobs/*"))
@@ -148,7 +151,9 @@ class _FakeApi:
 
 def test_push_plan_and_offline_refusal(capsys):
     api = _FakeApi()
-    plan = push_to_hub("speech-lm-tiny", "someone/speech-lm-tiny", root=ZOO, private=True, api=api)
+    plan = push_to_hub(
+        "speech-lm-tiny", "someone/speech-lm-tiny", root=ZOO, private=True, api=api, remote_code=False
+    )
     assert [c[0] for c in api.calls] == ["create_repo", "upload_folder"]
     create, upload = api.calls[0][1], api.calls[1][1]
     assert create == {
