@@ -452,6 +452,9 @@ def finetune(args: FinetuneArguments) -> dict[str, Any]:
         train_rows = _task_rows(model, processor, model_type, args.task, train_rows_raw, args)
         held_rows = _task_rows(model, processor, model_type, args.task, held, args)
         DatasetDict(train=train_rows, validation=held_rows).save_to_disk(str(data_dir))
+        # the LoRA targets, from the model already loaded; the other processes read them after the barrier
+        targets = _targets(model, model_type, args.target_modules)
+        (data_dir / "lora_targets.json").write_text(json.dumps(targets))
         del model
         if args.task == "tts" and args.task_eval:
             from hf_slm.evaluation.judge import AsrJudge
@@ -471,7 +474,7 @@ def finetune(args: FinetuneArguments) -> dict[str, Any]:
         "r": args.lora_r,
         "alpha": args.lora_alpha if args.lora_alpha is not None else 2 * args.lora_r,
         "dropout": args.lora_dropout,
-        "target_modules": _targets(base, model_type, args.target_modules),
+        "target_modules": json.loads((data_dir / "lora_targets.json").read_text()),
     }
     recipe = {
         "name": f"finetune-{args.task}",
@@ -519,17 +522,18 @@ def finetune(args: FinetuneArguments) -> dict[str, Any]:
     return summary
 
 
-def _targets(base: str, model_type: str, requested: str | None) -> list[str] | str:
+def _targets(model, model_type: str, requested: str | None) -> list[str] | str:
     if requested == "all-linear":
         return "all-linear"
     if requested:
         return [t.strip() for t in requested.split(",") if t.strip()]
     from hf_slm.training.adapters import lora_target_modules
 
-    model = _load(base)
     targets = lora_target_modules(model, LORA_SCOPES[model_type])
     if not targets:
-        raise FinetuneError(f"{base} has no linear layers to adapt under {LORA_SCOPES[model_type]}")
+        raise FinetuneError(
+            f"{model.name_or_path} has no linear layers to adapt under {LORA_SCOPES[model_type]}"
+        )
     return targets
 
 
