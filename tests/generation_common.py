@@ -1,0 +1,5 @@
+"""Our generation tests (stand-in for transformers' GenerationTesterMixin; filled below)."""
+
+
+class GenerationTesterMixin:
+    pass
