@@ -148,3 +148,12 @@ def load(name: str) -> types.ModuleType:
         importlib.import_module(PACKAGE)
         _install_stand_ins()
     return importlib.import_module(f"{PACKAGE}.{name}")
+
+
+def as_in_tree(module: types.ModuleType, mapping: str, model_type: str, class_name: str) -> None:
+    """Let a common test module see our class in one of transformers' `*_MAPPING_NAMES` tables, as an
+    in-tree model would be (e.g. `MODEL_FOR_CAUSAL_LM_MAPPING_NAMES`, which decides which tests treat a
+    class as a causal LM). Only that module's own reference is replaced: transformers' table is untouched."""
+    table = dict(getattr(module, mapping))
+    table[model_type] = class_name
+    setattr(module, mapping, table)

@@ -8,6 +8,8 @@ from typing import Any
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from hf_slm.models.checks import check_config_dict
+
 __all__ = ["ADAPTER_TYPES", "SpeechAwareLMConfig", "audio_output_length"]
 
 ADAPTER_TYPES = ("linear", "stack_mlp", "conv", "qformer")
@@ -115,6 +117,11 @@ class SpeechAwareLMConfig(PreTrainedConfig):
     slim_checkpoint: bool = False
     max_audio_seconds: float = 30.0
     tie_word_embeddings: bool = False
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        check_config_dict(cls, config_dict)  # a bare LLM's folder would build a default Whisper + 7B Llama
+        return super().from_dict(config_dict, **kwargs)
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
+from transformers.utils import logging
 
+from hf_slm.models.checks import check_config_dict
 from hf_slm.units.configuration_unit_tokenizer import SpeechUnitTokenizerConfig
 from hf_slm.vocoders.configuration_unit_vocoder import UnitVocoderConfig
 
 __all__ = ["SpeechLMConfig"]
+
+logger = logging.get_logger(__name__)
 
 
 class SpeechLMConfig(PreTrainedConfig):
@@ -31,6 +35,8 @@ class SpeechLMConfig(PreTrainedConfig):
             AudioLM-style coarse-to-fine second stage ([`CoarseToFineDecoder`]: semantic units + a prompt's
             acoustic codes -> residual-k-means log-mel codes -> audio), which keeps the prompt's voice.
         num_special_tokens (`int`, defaults to 3): ids before the first unit (pad, bos, eos).
+        vocab_size (`int`, *optional*): the backbone's vocabulary. By default exactly the special
+            tokens and the units; `resize_token_embeddings` changes it (and it is saved as it is).
         max_audio_seconds (`float`, defaults to 30.0): longest clip the model accepts as audio input.
 
     Example:
@@ -56,6 +62,7 @@ class SpeechLMConfig(PreTrainedConfig):
     vocoder_config: dict | PreTrainedConfig | None = None
     acoustic_config: dict | None = None
     num_special_tokens: int = 3
+    vocab_size: int | None = None
     max_audio_seconds: float = 30.0
     pad_token_id: int | None = 0
     bos_token_id: int | None = 1
@@ -72,8 +79,15 @@ class SpeechLMConfig(PreTrainedConfig):
                 f"the vocoder speaks {self.vocoder_config.n_units} units but the tokenizer makes {n_units}: "
                 "pair a vocoder with the tokenizer it was trained on"
             )
+        if self.vocab_size is None:
+            self.vocab_size = self.unit_offset + n_units
+        elif self.vocab_size < self.unit_offset + n_units:
+            logger.warning(
+                f"vocab_size {self.vocab_size} leaves units {self.vocab_size - self.unit_offset} and above "
+                f"without a token (the tokenizer makes {n_units}): the model can neither read nor write them"
+            )
         tc = self.text_config
-        tc.vocab_size = self.unit_offset + n_units
+        tc.vocab_size = self.vocab_size
         tc.pad_token_id, tc.bos_token_id, tc.eos_token_id = (
             self.pad_token_id,
             self.bos_token_id,
@@ -81,6 +95,11 @@ class SpeechLMConfig(PreTrainedConfig):
         )
         # the model's own embedding questions are its backbone's
         self.tie_word_embeddings = bool(getattr(tc, "tie_word_embeddings", False))
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        check_config_dict(cls, config_dict)  # a bare LLM's folder would build a default 7B Llama
+        return super().from_dict(config_dict, **kwargs)
 
     @property
     def unit_offset(self) -> int:
@@ -90,10 +109,6 @@ class SpeechLMConfig(PreTrainedConfig):
     @property
     def n_units(self) -> int:
         return self.unit_tokenizer_config.n_units
-
-    @property
-    def vocab_size(self) -> int:
-        return self.text_config.vocab_size
 
     @property
     def sampling_rate(self) -> int:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, GenerationConfig, GenerationMixin, PreTrainedModel
+from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.utils import ModelOutput
 
@@ -71,7 +72,9 @@ def pad_rows(rows: list[torch.Tensor], pad: int, side: str, device: Any) -> tupl
 
 class SpeechLMPreTrainedModel(PreTrainedModel):
     config_class = SpeechLMConfig
-    base_model_prefix = "speech_lm"
+    # the backbone is the base model (as `model` is in transformers' LMs): a checkpoint of the bare
+    # causal LM loads into it
+    base_model_prefix = "lm"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _no_split_modules = []
@@ -80,9 +83,10 @@ class SpeechLMPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
 
     def _init_weights(self, module: nn.Module) -> None:
-        # Each component initialises itself (the backbone with its own `_init_weights`, the
-        # tokenizer's centroids are fitted, the vocoder is trained on its own).
-        return
+        # Each component initialises itself (the backbone, the tokenizer and the vocoder are
+        # `PreTrainedModel`s with their own `_init_weights`); the model's own buffer starts at one frame.
+        if isinstance(module, SpeechLMForCausalLM):
+            init.ones_(module.unit_durations)
 
 
 class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
@@ -144,6 +148,11 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
 
     def set_output_embeddings(self, value: nn.Module) -> None:
         self.lm.set_output_embeddings(value)
+
+    def resize_token_embeddings(self, *args: Any, **kwargs: Any) -> nn.Embedding:
+        embeddings = super().resize_token_embeddings(*args, **kwargs)
+        self.config.vocab_size = self.config.text_config.vocab_size  # saved, so that it loads back
+        return embeddings
 
     def train(self, mode: bool = True) -> SpeechLMForCausalLM:
         super().train(mode)

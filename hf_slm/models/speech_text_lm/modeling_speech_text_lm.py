@@ -71,7 +71,6 @@ class SpeechTextLMForCausalLM(SpeechLMForCausalLM):
     """
 
     config_class = SpeechTextLMConfig
-    base_model_prefix = "speech_text_lm"
     # Transcripts and read-aloud speech are decoded greedily; pass do_sample=True to continue freely.
     _default_generation: dict[str, Any] = {"max_new_tokens": 200}
 
