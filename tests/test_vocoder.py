@@ -63,6 +63,21 @@ def test_bad_input():
         UnitVocoderConfig(unit_rate=33.0)
 
 
+def test_a_speech_lm_holding_a_vocoder_loads_with_sdpa(tmp_path):
+    # the vocoder has no attention: an sdpa request, which reaches every sub-model, must not be refused
+    from transformers import AutoModelForCausalLM
+
+    from hf_slm.auto import MODEL_REGISTRY
+
+    spec = MODEL_REGISTRY["hf_slm_speech_lm"]
+    model = spec.model_class(spec.tiny_config())
+    spec.prepare(model)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation="sdpa")
+    llama = next(m for m in loaded.modules() if type(m).__name__ == "LlamaForCausalLM")
+    assert llama.config._attn_implementation == "sdpa"
+
+
 def test_training_lowers_the_loss_on_real_speech(tiny_corpus):
     tok = SpeechUnitTokenizer(SpeechUnitTokenizerConfig(frontend="mfcc", n_units=16))
     train = tiny_corpus["train"].select(range(24))

@@ -15,18 +15,40 @@ import torch
 import torchaudio
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
-from transformers.utils import ModelOutput
+from transformers import initialization as init
+from transformers.utils import ModelOutput, can_return_tuple
 
 from hf_slm.audio import AudioError, load_audio
 from hf_slm.units.configuration_unit_tokenizer import SpeechUnitTokenizerConfig
 from hf_slm.units.kmeans import MiniBatchKMeans, nearest_centroid
 
-__all__ = ["SpeechUnitTokenizer", "SpeechUnitTokenizerOutput", "UnitTokenizerPreTrainedModel"]
+__all__ = [
+    "SpeechUnitTokenizer",
+    "SpeechUnitTokenizerOutput",
+    "UnitTokenizerPreTrainedModel",
+    "init_spectrogram_buffers",
+]
 
 UNIT_PAD = -1
 
 
 # --- frontends -----------------------------------------------------------------------------------
+def init_spectrogram_buffers(
+    module: torchaudio.transforms.Spectrogram | torchaudio.transforms.MelScale,
+) -> None:
+    """Recompute the fixed buffers of torchaudio's `Spectrogram` (its window) or `MelScale` (its filterbank)
+    from the module's settings, for `_init_weights`: a model built on the meta device, or loaded from a
+    checkpoint that lacks them, then gets what building it directly gives."""
+    if isinstance(module, torchaudio.transforms.Spectrogram):
+        init.copy_(module.window, torch.hann_window(module.win_length))  # torchaudio's default window_fn
+    else:
+        fb = torchaudio.functional.melscale_fbanks(
+            module.n_stft, module.f_min, module.f_max, module.n_mels, module.sample_rate, module.norm,
+            module.mel_scale,
+        )  # fmt: skip
+        init.copy_(module.fb, fb)
+
+
 class SpectralFrontend(nn.Module):
     """Log-mel or MFCC (+ deltas) frames, ``center=False`` so frame ``t`` covers samples
     ``[t * hop, t * hop + n_fft)`` (the ``win_length`` window sits in the middle of that span)."""
@@ -45,9 +67,12 @@ class SpectralFrontend(nn.Module):
             if self.kind == "mfcc":
                 # torchaudio's MFCC clips at 80 dB under the loudest bin *of the whole batch*, which
                 # would make a clip's features depend on its batch-mates; the DCT is applied here instead.
-                self.register_buffer(
-                    "dct", torchaudio.functional.create_dct(config.n_mfcc, config.n_mels, "ortho")
-                )
+                self.register_buffer("dct", self.dct_matrix(config))
+
+    @staticmethod
+    def dct_matrix(config: SpeechUnitTokenizerConfig) -> torch.Tensor:
+        """The `(n_mels, n_mfcc)` orthonormal DCT-II that turns log-mel frames into MFCCs."""
+        return torchaudio.functional.create_dct(config.n_mfcc, config.n_mels, "ortho")
 
     def num_frames(self, lengths: torch.Tensor) -> torch.Tensor:
         return torch.div(lengths - self.span, self.hop, rounding_mode="floor").clamp_min(-1) + 1
@@ -130,10 +155,22 @@ class UnitTokenizerPreTrainedModel(PreTrainedModel):
     _no_split_modules = []
     _supports_sdpa = True
 
+    @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        # The SSL encoder initialises itself (its own post_init); the centroids start at zero
-        # and are set by `fit`.
-        return
+        # The SSL encoder is a PreTrainedModel: transformers runs its own `_init_weights` on it. The
+        # buffers (window, mel filterbank, DCT) are recomputed from each module's settings.
+        if isinstance(module, (torchaudio.transforms.Spectrogram, torchaudio.transforms.MelScale)):
+            init_spectrogram_buffers(module)
+        elif isinstance(module, SpectralFrontend) and module.kind == "mfcc":
+            init.copy_(module.dct, SpectralFrontend.dct_matrix(self.config))
+        elif isinstance(module, SpeechUnitTokenizer):
+            # no units until `fit` (or a fitted checkpoint) sets the centroids
+            init.zeros_(module.centroids)
+            init.zeros_(module.is_fitted)
+            if module.config.quantizer == "classifier":
+                init.zeros_(module.unit_bias)
+                init.zeros_(module.blank_weight)
+                init.constant_(module.blank_bias, -1e4)
 
 
 class SpeechUnitTokenizer(UnitTokenizerPreTrainedModel):
@@ -281,6 +318,7 @@ class SpeechUnitTokenizer(UnitTokenizerPreTrainedModel):
         return feats * mask[..., None].to(feats.dtype), n_frames
 
     # -- forward -------------------------------------------------------------------------------
+    @can_return_tuple
     def forward(
         self,
         input_values: torch.FloatTensor,

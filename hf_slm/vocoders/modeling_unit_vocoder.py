@@ -17,8 +17,10 @@ import torch.nn.functional as F
 import torchaudio
 from torch import nn
 from transformers import PreTrainedModel
-from transformers.utils import ModelOutput
+from transformers import initialization as init
+from transformers.utils import ModelOutput, can_return_tuple
 
+from hf_slm.units.modeling_unit_tokenizer import init_spectrogram_buffers
 from hf_slm.vocoders.configuration_unit_vocoder import UnitVocoderConfig
 
 __all__ = [
@@ -130,21 +132,29 @@ class UnitVocoderPreTrainedModel(PreTrainedModel):
     main_input_name = "units"
     supports_gradient_checkpointing = False
     _no_split_modules = ["ConvNeXtBlock"]
-    _supports_sdpa = False
+    # No attention at all, so every attention implementation is trivially supported: declaring none
+    # would make transformers refuse `attn_implementation="sdpa"` (or flash / flex) for a speech LM
+    # that holds a vocoder beside its Llama, as the request reaches every sub-model.
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _input_embed_layer = "unit_embed"  # what get_input_embeddings / set_input_embeddings reach
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Conv1d, nn.Linear, nn.ConvTranspose1d)):
-            nn.init.trunc_normal_(module.weight, std=0.02)
+            init.trunc_normal_(module.weight, std=0.02)
             if module.bias is not None:
-                nn.init.zeros_(module.bias)
+                init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=1.0)
+            init.normal_(module.weight, std=1.0)
         elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
         elif isinstance(module, ConvNeXtBlock):
-            module.gamma.fill_(1e-2)
+            init.constant_(module.gamma, 1e-2)
+        elif isinstance(module, (torchaudio.transforms.Spectrogram, torchaudio.transforms.MelScale)):
+            init_spectrogram_buffers(module)  # the training loss's mel spectrogram
 
 
 class UnitVocoder(UnitVocoderPreTrainedModel):
@@ -188,6 +198,7 @@ class UnitVocoder(UnitVocoderPreTrainedModel):
             )
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         units: torch.LongTensor,
