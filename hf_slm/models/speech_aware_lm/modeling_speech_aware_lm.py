@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,9 +41,11 @@ from transformers import (
     GenerationMixin,
     PreTrainedModel,
 )
-from transformers.utils import ModelOutput
+from transformers import initialization as init
+from transformers.utils import ModelOutput, can_return_tuple
 
 from hf_slm.audio import AudioError
+from hf_slm.models.checks import check_context_length
 from hf_slm.models.speech_aware_lm.configuration_speech_aware_lm import (
     SpeechAwareLMConfig,
     audio_output_length,
@@ -179,7 +183,7 @@ class QFormerAdapter(nn.Module):
             attention_probs_dropout_prob=0.0,
         )
         self.qformer = Blip2QFormerModel(qconfig)
-        self.queries = nn.Parameter(torch.randn(1, self.num_queries, hidden) * 0.02)
+        self.queries = nn.Parameter(torch.empty(1, self.num_queries, hidden).normal_(std=0.02))
         self.proj = nn.Linear(hidden, config.text_config.hidden_size)
 
     def forward(self, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -214,10 +218,26 @@ def build_adapter(config: SpeechAwareLMConfig) -> nn.Module:
 # --- the audio encoder ------------------------------------------------------------------------------
 def _build_encoder(config: SpeechAwareLMConfig) -> nn.Module:
     if config.encoder_type == "whisper":
-        from transformers.models.whisper.modeling_whisper import WhisperEncoder
-
-        return WhisperEncoder(config.audio_config)
+        return _whisper_encoder_class()(config.audio_config)
     return AutoModel.from_config(config.audio_config)
+
+
+@functools.cache
+def _whisper_encoder_class() -> type:
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder, sinusoids
+
+    class SinusoidWhisperEncoder(WhisperEncoder):
+        """transformers' `WhisperEncoder` (same modules and weights), whose positional table is initialised
+        where it lives. `WhisperPreTrainedModel._init_weights` sets the sinusoids from the encoder module,
+        which transformers has already marked initialised when the encoder was built inside our model: missing
+        from a checkpoint (meta-device init), the table came back as a random embedding."""
+
+        def _init_weights(self, module: nn.Module) -> None:
+            super()._init_weights(module)
+            if module is getattr(self, "embed_positions", None):
+                init.copy_(module.weight, sinusoids(*module.weight.shape).to(module.weight))
+
+    return SinusoidWhisperEncoder
 
 
 def _whisper_forward(encoder: nn.Module, features: torch.Tensor, mel_lengths: torch.Tensor, layer: int):
@@ -239,7 +259,10 @@ def _whisper_forward(encoder: nn.Module, features: torch.Tensor, mel_lengths: to
             f"{t} encoder frames exceed this Whisper encoder's {encoder.max_source_positions} positions "
             f"({encoder.max_source_positions * 2 * 160 / 16000:.0f} s of audio): cut the audio into shorter clips"
         )
-    x = x.transpose(1, 2) + encoder.embed_positions.weight[:t].to(x.dtype)
+    # the positional table is called as a module, not read as `.weight`: with `device_map` offloading,
+    # accelerate's hooks bring the weight in on the module's forward only
+    positions = encoder.embed_positions(torch.arange(t, device=x.device))
+    x = x.transpose(1, 2) + positions.to(device=x.device, dtype=x.dtype)
     x = nn.functional.dropout(x, p=encoder.dropout, training=encoder.training)
     valid = _mask(lengths, t)
     bias = None
@@ -318,7 +341,8 @@ def _load_part(kind: str, source: Any) -> PreTrainedModel:
 # --- the model ----------------------------------------------------------------------------------------
 class SpeechAwareLMPreTrainedModel(PreTrainedModel):
     config_class = SpeechAwareLMConfig
-    base_model_prefix = "speech_aware_lm"
+    # the LLM is the base model (as `model` is in transformers' LMs)
+    base_model_prefix = "text_model"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _no_split_modules = []
@@ -326,9 +350,19 @@ class SpeechAwareLMPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
 
     def _init_weights(self, module: nn.Module) -> None:
-        # The encoder and the LLM initialise themselves (or come from checkpoints); the adapters keep
-        # PyTorch's default initialisation, the Q-Former's queries their own.
-        return
+        # The encoder, the LLM and the Q-Former are `PreTrainedModel`s that initialise themselves. The
+        # adapters' own layers get PyTorch's default initialisation (what they were trained from), through
+        # transformers' guarded functions, so that weights loaded from a checkpoint are never drawn again.
+        if isinstance(module, (nn.Linear, nn.Conv1d)):
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                fan_in = module.weight[0].numel()
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+                init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, nn.RMSNorm) and module.weight is not None:
+            init.ones_(module.weight)
+        elif isinstance(module, QFormerAdapter):
+            init.normal_(module.queries, std=0.02)
 
 
 class SpeechAwareLMForConditionalGeneration(SpeechAwareLMPreTrainedModel, GenerationMixin):
@@ -347,6 +381,8 @@ class SpeechAwareLMForConditionalGeneration(SpeechAwareLMPreTrainedModel, Genera
         self.audio_encoder = _build_encoder(config)
         self.adapter = build_adapter(config)
         self.text_model = AutoModelForCausalLM.from_config(config.text_config)
+        # while `generate` runs: whether its prompt holds audio (the decoding steps' own inputs do not)
+        self._audio_prompt: bool | None = None
         self.post_init()
         # LoRA goes in after post_init: initialising the LLM's linear layers would also draw its
         # zero-initialised B matrices, and an untrained LoRA must leave the model unchanged.
@@ -380,10 +416,26 @@ class SpeechAwareLMForConditionalGeneration(SpeechAwareLMPreTrainedModel, Genera
         if getattr(config, "slim_checkpoint", False):
             return cls._from_slim(pretrained_model_name_or_path, config, kwargs)
         kwargs["config"] = config  # read once: transformers would read config.json again
-        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        want_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(
+            pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
+        )
+        model._reset_missing_lora(info["missing_keys"])
         model.apply_freezing()  # loading rebuilds parameters, which come back trainable
-        return loaded
+        return (model, info) if want_info else model
+
+    def _reset_missing_lora(self, missing: Any) -> None:
+        """LoRA weights missing from a checkpoint start as peft starts them (B = 0: the layer is its base), not
+        as the LLM's or encoder's `_init_weights` would draw a plain linear layer."""
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        missing = set(missing)
+        if not missing:
+            return
+        for name, module in self.named_modules():
+            if isinstance(module, BaseTunerLayer) and any(k.startswith(f"{name}.lora_") for k in missing):
+                for adapter in module.active_adapters:
+                    module.reset_lora_parameters(adapter, True)
 
     def train(self, mode: bool = True) -> SpeechAwareLMForConditionalGeneration:
         super().train(mode)
@@ -647,23 +699,44 @@ class SpeechAwareLMForConditionalGeneration(SpeechAwareLMPreTrainedModel, Genera
 
     def _merge_audio(
         self,
-        input_ids: torch.LongTensor,
+        input_ids: torch.LongTensor | None,
         input_features: torch.FloatTensor | None,
         feature_attention_mask: torch.LongTensor | None,
+        audio_in_cache: bool = False,
+        inputs_embeds: torch.FloatTensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Token embeddings with the audio embeddings scattered in at the placeholders."""
+        """Token embeddings (`inputs_embeds`, or those of `input_ids`) with the audio embeddings scattered in
+        at the placeholders.
+
+        Without `input_ids`, the placeholders are the positions of `inputs_embeds` that hold the audio
+        token's own embedding. With `audio_in_cache` (a generation continued from a cache that holds the
+        prompt), clips whose placeholders are all in the cache are not encoded again."""
         audio_id = self.config.audio_token_id
-        placeholders = (
-            input_ids == audio_id if audio_id is not None else torch.zeros_like(input_ids, dtype=torch.bool)
-        )
-        embeds = self.get_input_embeddings()(input_ids.masked_fill(placeholders, 0))
-        n_slots = int(placeholders.sum())
+        if input_ids is not None:
+            placeholders = (
+                input_ids == audio_id
+                if audio_id is not None
+                else torch.zeros_like(input_ids, dtype=torch.bool)
+            )
+        elif audio_id is not None:
+            own = self.get_input_embeddings()(torch.tensor(audio_id, device=inputs_embeds.device))
+            placeholders = (inputs_embeds == own.to(inputs_embeds.dtype)).all(-1)
+        else:
+            placeholders = torch.zeros(inputs_embeds.shape[:2], dtype=torch.bool, device=inputs_embeds.device)
+        given = inputs_embeds is not None  # ready-made embeddings may already hold the audio
+        if inputs_embeds is None:
+            inputs_embeds = self.get_input_embeddings()(input_ids.masked_fill(placeholders, 0))
+        embeds = inputs_embeds
         if input_features is None:
+            n_slots = 0 if given else int(placeholders.sum())
             if n_slots:
                 raise ValueError(
                     f"the input has {n_slots} audio placeholders but no audio: pass the processor's input_features "
                     "and feature_attention_mask along with input_ids"
                 )
+            return embeds, None
+        n_slots = int(placeholders.sum())
+        if audio_in_cache and not n_slots:
             return embeds, None
         audio, lengths = self.get_audio_embeds(input_features, feature_attention_mask)
         flat = torch.cat([audio[i, : int(n)] for i, n in enumerate(lengths)])
@@ -690,6 +763,7 @@ class SpeechAwareLMForConditionalGeneration(SpeechAwareLMPreTrainedModel, Genera
                 m._disable_adapters = flag
 
     # -- forward ----------------------------------------------------------------------------------------
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -713,21 +787,32 @@ class SpeechAwareLMForConditionalGeneration(SpeechAwareLMPreTrainedModel, Genera
             labels (`torch.LongTensor` of shape `(batch, tokens)`, *optional*):
                 Next-token targets (-100 where ignored: prompt, audio, padding); shifted inside the LLM.
             inputs_embeds (`torch.FloatTensor` of shape `(batch, tokens, hidden)`, *optional*):
-                Ready-made LLM input embeddings (instead of `input_ids`).
+                Ready-made LLM input embeddings (instead of `input_ids`). With `input_features`, the clips'
+                embeddings replace the positions of the audio placeholders (found in `input_ids` if given,
+                else where `inputs_embeds` hold the audio token's own embedding).
             kwargs: passed to the LLM (`cache`, `use_cache`, `logits_to_keep`, ...).
         """
-        audio_embeds = None
-        if inputs_embeds is None:
-            if input_ids is None:
-                raise ValueError("pass input_ids (from the processor) or inputs_embeds")
-            inputs_embeds, audio_embeds = self._merge_audio(input_ids, input_features, feature_attention_mask)
-        elif input_features is not None:
-            raise ValueError("input_features go with input_ids (their placeholders), not with inputs_embeds")
-        # With `text_lora_audio_only`, each call decides from its own input; `generate` holds the prefill's
+        if inputs_embeds is None and input_ids is None:
+            raise ValueError("pass input_ids (from the processor) or inputs_embeds")
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        in_cache = cache is not None and cache.get_seq_length() > 0
+        inputs_embeds, audio_embeds = self._merge_audio(
+            input_ids,
+            input_features,
+            feature_attention_mask,
+            audio_in_cache=in_cache,
+            inputs_embeds=inputs_embeds,
+        )
+        # With `text_lora_audio_only`, each call decides from its own input; `generate` holds the prompt's
         # choice for every decoding step (the new tokens of those steps carry no audio themselves).
-        with self._text_lora(audio_embeds is not None):
+        has_audio = audio_embeds is not None if self._audio_prompt is None else self._audio_prompt
+        with self._text_lora(has_audio):
             out = self.text_model(
-                inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, **kwargs
+                inputs_embeds=inputs_embeds,
+                attention_mask=attention_mask,
+                labels=labels,
+                return_dict=True,
+                **kwargs,
             )
         return SpeechAwareLMOutputWithPast(
             loss=out.loss,
@@ -753,27 +838,44 @@ class SpeechAwareLMForConditionalGeneration(SpeechAwareLMPreTrainedModel, Genera
         like any decoder-only model (decode with `processor.batch_decode(..., skip_special_tokens=True)`,
         which drops the prompt's chat tokens, or slice off `input_ids.shape[1]` first).
 
-        The audio goes through the encoder and the adapter once, into the prefill's input embeddings; the
-        LLM's own `generate` then runs on its cache, so decoding costs what the bare LLM's does.
+        transformers' own `generate` runs the loop (every decoding strategy, streaming, assisted decoding,
+        continuing from a returned `past_key_values` / `cache`): the audio goes through the encoder and the
+        adapter in the prefill only (`input_features` are dropped after it), so decoding costs what the bare
+        LLM's does. `inputs_embeds` (ready-made LLM input embeddings) may stand in for `input_ids`.
         """
-        if input_ids is None:
+        inputs_embeds = kwargs.get("inputs_embeds")
+        if input_ids is None and inputs_embeds is None:
             raise ValueError("generate needs input_ids from the processor (apply_chat_template or __call__)")
         if attention_mask is not None and bool((attention_mask[:, -1] == 0).any()):
             raise ValueError(
                 "generate needs left-padded prompts: build them with padding_side='left' (the default)"
             )
-        input_ids = input_ids.to(self.device)
-        embeds, audio = self._merge_audio(input_ids, input_features, feature_attention_mask)
         generation_config = copy.deepcopy(generation_config or self.generation_config)
         model_kwargs = generation_config.update(**kwargs)  # returns what is not a generation setting
-        with self._text_lora(audio is not None):
-            return self.text_model.generate(
-                input_ids=input_ids,
-                inputs_embeds=embeds,
-                attention_mask=attention_mask.to(self.device) if attention_mask is not None else None,
+        prompt = input_ids if input_ids is not None else inputs_embeds
+        check_context_length(
+            self.config,
+            prompt.shape[1],
+            generation_config.max_new_tokens,
+            "the prompt (text and audio embeddings)",
+        )
+        has_audio = input_features is not None or (
+            input_ids is not None
+            and self.config.audio_token_id is not None
+            and bool((input_ids == self.config.audio_token_id).any())
+        )
+        self._audio_prompt = has_audio
+        try:
+            return super().generate(
+                input_ids,
+                attention_mask=attention_mask,
+                input_features=input_features,
+                feature_attention_mask=feature_attention_mask,
                 generation_config=generation_config,
                 **model_kwargs,
             )
+        finally:
+            self._audio_prompt = None
 
     # -- training data ------------------------------------------------------------------------------------
     def prepare_training_dataset(self, dataset: Any, num_proc: int | None = None) -> Any:
