@@ -85,6 +85,16 @@ class SpeechLMModelTester:
         attention_mask[0, -3:] = 0  # one right-padded row
         return config, {"input_ids": input_ids, "attention_mask": attention_mask}
 
+    def prepare_config_and_inputs_for_generate(self):
+        config, inputs = self.prepare_config_and_inputs_for_common()
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        ids[ids == config.eos_token_id] = config.unit_offset  # prompts run on: no end token inside
+        for row in range(ids.shape[0]):  # left padding, as generate wants
+            n = int(mask[row].sum())
+            ids[row] = torch.cat([ids[row, n:].fill_(config.pad_token_id), ids[row, :n]])
+            mask[row] = torch.cat([mask[row, n:], mask[row, :n]])
+        return config, inputs
+
 
 class SpeechLMModelTest(ModelTesterMixin, GenerationTesterMixin, unittest.TestCase):
     all_model_classes = (SpeechLMForCausalLM,)

@@ -42,13 +42,17 @@ def check_context_length(
     new = int(max_new_tokens or 0)
     if prompt_length + new <= limit:
         return
-    if prompt_length >= limit:
+    if prompt_length > limit:
         raise ContextLengthError(
             f"{what} is {prompt_length} tokens, longer than the model's context of {limit} tokens "
             f"(max_position_embeddings): shorten the text (or the audio) to under {limit} tokens"
         )
     raise ContextLengthError(
         f"{what} is {prompt_length} tokens and max_new_tokens={new} would reach {prompt_length + new}, past the "
-        f"model's context of {limit} tokens (max_position_embeddings): ask for at most "
-        f"max_new_tokens={limit - prompt_length}, or shorten the prompt"
+        f"model's context of {limit} tokens (max_position_embeddings): "
+        + (
+            f"ask for at most max_new_tokens={limit - prompt_length}, or shorten the prompt"
+            if prompt_length < limit
+            else "shorten the prompt to leave room for the answer"
+        )
     )

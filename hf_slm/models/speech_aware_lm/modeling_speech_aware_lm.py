@@ -42,7 +42,7 @@ from transformers import (
     PreTrainedModel,
 )
 from transformers import initialization as init
-from transformers.utils import ModelOutput, can_return_tuple
+from transformers.utils import ModelOutput, can_return_tuple, is_torchdynamo_compiling
 
 from hf_slm.audio import AudioError
 from hf_slm.models.checks import check_context_length
@@ -728,7 +728,11 @@ class SpeechAwareLMForConditionalGeneration(SpeechAwareLMPreTrainedModel, Genera
             inputs_embeds = self.get_input_embeddings()(input_ids.masked_fill(placeholders, 0))
         embeds = inputs_embeds
         if input_features is None:
-            n_slots = 0 if given else int(placeholders.sum())
+            # decoding from a cache: a placeholder id among new tokens (prompt-lookup candidates copy the prompt's)
+            # is no clip; it is never chosen (generate suppresses it), so its embedding does not matter
+            if given or audio_in_cache or is_torchdynamo_compiling():  # no data-dependent check when traced
+                return embeds, None
+            n_slots = int(placeholders.sum())
             if n_slots:
                 raise ValueError(
                     f"the input has {n_slots} audio placeholders but no audio: pass the processor's input_features "
@@ -864,6 +868,9 @@ class SpeechAwareLMForConditionalGeneration(SpeechAwareLMPreTrainedModel, Genera
             and self.config.audio_token_id is not None
             and bool((input_ids == self.config.audio_token_id).any())
         )
+        if self.config.audio_token_id is not None:  # the placeholder is never an answer
+            suppressed = set(generation_config.suppress_tokens or [])
+            generation_config.suppress_tokens = sorted(suppressed | {self.config.audio_token_id})
         self._audio_prompt = has_audio
         try:
             return super().generate(
@@ -876,6 +883,30 @@ class SpeechAwareLMForConditionalGeneration(SpeechAwareLMPreTrainedModel, Genera
             )
         finally:
             self._audio_prompt = None
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.LongTensor,
+        cache: Any = None,
+        input_features: torch.FloatTensor | None = None,
+        feature_attention_mask: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """transformers' step inputs, with the clips in the forward that runs on an empty cache only.
+
+        transformers passes audio only to the first forward of the main model; an assistant model of the
+        same kind (assisted decoding) never gets it. What decides here is the cache: the clips are encoded
+        in the forward that writes the prompt's placeholders into it, and never again.
+        """
+        kwargs.pop("past_key_values", None)
+        inputs = super().prepare_inputs_for_generation(
+            input_ids, cache=cache, inputs_embeds=inputs_embeds, **kwargs
+        )
+        if input_features is not None and (cache is None or cache.get_seq_length() == 0):
+            inputs["input_features"] = input_features
+            inputs["feature_attention_mask"] = feature_attention_mask
+        return inputs
 
     # -- training data ------------------------------------------------------------------------------------
     def prepare_training_dataset(self, dataset: Any, num_proc: int | None = None) -> Any:

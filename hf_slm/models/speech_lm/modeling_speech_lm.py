@@ -35,6 +35,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.utils import ModelOutput
 
 from hf_slm.audio import AudioError
+from hf_slm.models.checks import check_context_length
 from hf_slm.models.speech_lm.coarse_to_fine import CoarseToFineDecoder
 from hf_slm.models.speech_lm.configuration_speech_lm import SpeechLMConfig
 from hf_slm.units.modeling_unit_tokenizer import SpeechUnitTokenizer
@@ -417,12 +418,14 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
         """Continue audio prompts (or token-id prompts) in units; returns token ids like any causal LM.
 
         Audio prompts are tokenised and left-padded. With no prompt at all, generation starts from
-        the begin token. Turn the result into audio with [`~SpeechLMForCausalLM.decode_speech`].
+        the begin token; `inputs_embeds` may stand in for the prompt's ids (only the new tokens come
+        back, as from any causal LM). Turn the result into audio with [`~SpeechLMForCausalLM.decode_speech`].
         """
+        inputs_embeds = kwargs.get("inputs_embeds")
         if input_values is not None:
             enc = self.encode_audio(input_values, attention_mask, add_eos=False, padding_side="left")
             input_ids, attention_mask = enc["input_ids"], enc["attention_mask"]
-        elif input_ids is None:
+        elif input_ids is None and inputs_embeds is None:
             n = int(kwargs.pop("num_return_sequences", 1))
             input_ids = torch.full((n, 1), self.config.bos_token_id, dtype=torch.long, device=self.device)
             attention_mask = torch.ones_like(input_ids)
@@ -430,6 +433,8 @@ class SpeechLMForCausalLM(SpeechLMPreTrainedModel, GenerationMixin):
             raise ValueError("generate needs left-padded prompts: build them with padding_side='left'")
         generation_config = copy.deepcopy(generation_config or self.generation_config)
         model_kwargs = generation_config.update(**kwargs)  # returns what is not a generation setting
+        prompt = input_ids if input_ids is not None else inputs_embeds
+        check_context_length(self.config, prompt.shape[1], generation_config.max_new_tokens)
         return self.lm.generate(
             input_ids=input_ids,
             attention_mask=attention_mask,

@@ -32,9 +32,10 @@ from transformers import GenerationConfig, PreTrainedModel
 from transformers.generation.logits_process import LogitsProcessor
 from transformers.generation.streamers import BaseStreamer
 from transformers.modeling_outputs import CausalLMOutputWithPast
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, is_torchdynamo_compiling
 
 from hf_slm.audio import AudioError
+from hf_slm.models.checks import check_context_length
 from hf_slm.models.speech_lm.modeling_speech_lm import SpeechLMForCausalLM, SpeechLMScoreOutput, pad_rows
 from hf_slm.models.speech_text_lm.configuration_speech_text_lm import SpeechTextLMConfig
 
@@ -194,13 +195,9 @@ class SpeechTextLMForCausalLM(SpeechLMForCausalLM):
                 k, start = k + 1, pos + 1
             parts.append(ids[start:])
             rows.append(torch.cat(parts))
-        limit = getattr(self.config.text_config, "max_position_embeddings", None)
-        longest = max(len(r) for r in rows)
-        if limit and longest > limit:
-            raise ValueError(
-                f"with its audio as units a sequence is {longest} tokens, longer than the model's context of "
-                f"{limit}: use shorter clips or less text"
-            )
+        check_context_length(
+            self.config, max(len(r) for r in rows), what="with its audio as units, a sequence"
+        )
         ids, mask = pad_rows(rows, self.config.pad_token_id, padding_side, self.device)
         return {"input_ids": ids, "attention_mask": mask, "durations": durations}
 
@@ -239,7 +236,11 @@ class SpeechTextLMForCausalLM(SpeechLMForCausalLM):
             )
             input_ids, attention_mask = spliced["input_ids"], spliced["attention_mask"]
             labels = input_ids.masked_fill(attention_mask == 0, -100)
-        elif input_ids is not None and bool((input_ids == self.config.audio_token_id).any()):
+        elif (
+            input_ids is not None
+            and not is_torchdynamo_compiling()  # a data-dependent branch: no check inside torch.export / compile
+            and bool((input_ids == self.config.audio_token_id).any())
+        ):
             raise ValueError(
                 "input_ids hold [AUDIO] placeholders but no input_values: pass the processor's clips too"
             )
@@ -318,8 +319,14 @@ class SpeechTextLMForCausalLM(SpeechLMForCausalLM):
         attention_mask: torch.LongTensor | None,
         input_values: torch.FloatTensor | None,
         audio_attention_mask: torch.LongTensor | None,
-    ) -> tuple[torch.LongTensor, torch.LongTensor]:
+        inputs_embeds: torch.FloatTensor | None = None,
+    ) -> tuple[torch.LongTensor | None, torch.LongTensor | None]:
         c = self.config
+        if input_ids is None and input_values is None and inputs_embeds is not None:
+            return (
+                None,
+                attention_mask,
+            )  # ready-made embeddings: the backbone's generate takes them as they are
         if input_ids is None and input_values is not None:
             # audio alone (what transformers' speech-recognition pipeline passes): transcribe it
             audio_attention_mask = (
@@ -348,7 +355,9 @@ class SpeechTextLMForCausalLM(SpeechLMForCausalLM):
     ) -> tuple[str, GenerationConfig, dict]:
         from transformers import LogitsProcessorList
 
-        modality = output_modality or self.infer_output_modality(input_ids)
+        modality = output_modality or (
+            self.infer_output_modality(input_ids) if input_ids is not None else "any"
+        )
         generation_config = copy.deepcopy(generation_config or self.generation_config)
         model_kwargs = generation_config.update(**kwargs)  # returns what is not a generation setting
         processors = LogitsProcessorList(model_kwargs.pop("logits_processor", None) or [])
@@ -387,10 +396,17 @@ class SpeechTextLMForCausalLM(SpeechLMForCausalLM):
             kwargs: generation settings (`max_new_tokens`, `do_sample`, `streamer`, ...).
         """
         input_ids, attention_mask = self._prompt(
-            input_ids, attention_mask, input_values, audio_attention_mask
+            input_ids, attention_mask, input_values, audio_attention_mask, kwargs.get("inputs_embeds")
         )
         modality, generation_config, model_kwargs = self._generation_setup(
             input_ids, output_modality, generation_config, kwargs
+        )
+        prompt = input_ids if input_ids is not None else kwargs["inputs_embeds"]
+        check_context_length(
+            self.config,
+            prompt.shape[1],
+            generation_config.max_new_tokens,
+            "the prompt (text and speech units)",
         )
         out = self.lm.generate(
             input_ids=input_ids,
@@ -407,7 +423,7 @@ class SpeechTextLMForCausalLM(SpeechLMForCausalLM):
                 "this model has no vocoder to voice speech with: pass return_audio=False for unit ids"
             )
         sequences = out if isinstance(out, torch.Tensor) else out.sequences
-        units = self.ids_to_units(sequences[:, input_ids.shape[1] :])
+        units = self.ids_to_units(sequences[:, input_ids.shape[1] if input_ids is not None else 0 :])
         audio = [torch.from_numpy(w) for w in self.decode_speech(units, speaker=speaker)]
         return SpeechTextLMGenerateOutput(
             sequences=sequences,
