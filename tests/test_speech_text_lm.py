@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 
@@ -283,13 +284,18 @@ def test_save_and_load_with_its_processor(model, processor, tmp_path):
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     proc = AutoProcessor.from_pretrained(tmp_path)
     assert type(loaded) is SpeechTextLMForCausalLM and type(proc) is SpeechTextLMProcessor
-    assert proc.max_length == 256 and len(proc.tokenizer) == len(processor.tokenizer)
+    assert proc.context_length == 256 and len(proc.tokenizer) == len(processor.tokenizer)
     assert not any(p.requires_grad for p in loaded.unit_tokenizer.parameters())
     inputs = proc(audio=_wave(), sampling_rate=SR, task="asr")
     assert torch.equal(
         inputs["input_ids"], processor(audio=_wave(), sampling_rate=SR, task="asr")["input_ids"]
     )
     torch.testing.assert_close(loaded.score(**inputs).sum, model.score(**inputs).sum)
+    # a processor config saved before `context_length` was renamed from `max_length` loads as it did
+    config = json.loads((tmp_path / "processor_config.json").read_text())
+    config["max_length"] = config.pop("context_length")
+    (tmp_path / "processor_config.json").write_text(json.dumps(config))
+    assert AutoProcessor.from_pretrained(tmp_path).context_length == 256
 
 
 def test_from_components_keeps_the_text_lm(text_tokenizer, tmp_path):

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import torch
 from transformers import BatchFeature, ProcessorMixin
+from transformers.processing_utils import ProcessingKwargs
 
 from hf_slm.audio import AudioError, load_audio
 from hf_slm.models.speech_aware_lm.configuration_speech_aware_lm import audio_output_length
 from hf_slm.models.speech_lm.modeling_speech_lm import pad_rows
+from hf_slm.models.speech_lm.processing_speech_lm import SpeechAudioKwargs
 
-__all__ = ["CHAT_TEMPLATE", "CHAT_TOKENS", "SpeechAwareLMProcessor"]
+__all__ = ["CHAT_TEMPLATE", "CHAT_TOKENS", "SpeechAwareLMProcessor", "SpeechAwareLMProcessorKwargs"]
 
 AUDIO_TOKEN, END_TOKEN, ASSISTANT_TOKEN = "<|audio|>", "<|end|>", "<|assistant|>"
 CHAT_TOKENS = ("<|user|>", ASSISTANT_TOKEN, "<|system|>", END_TOKEN, AUDIO_TOKEN)
@@ -39,6 +41,15 @@ CHAT_TEMPLATE = (
 )
 
 
+# transformers' processing kwargs, with the `sampling_rate` checked by `hf_slm.load_audio` (see
+# `SpeechAudioKwargs`)
+SpeechAwareLMProcessorKwargs = TypedDict(
+    "SpeechAwareLMProcessorKwargs",
+    {**ProcessingKwargs.__annotations__, "audio_kwargs": SpeechAudioKwargs},
+    total=False,
+)
+
+
 class SpeechAwareLMProcessor(ProcessorMixin):
     r"""
     Builds the inputs of [`SpeechAwareLMForConditionalGeneration`]: token ids in which each clip stands
@@ -52,7 +63,11 @@ class SpeechAwareLMProcessor(ProcessorMixin):
       processor's rate unless the item has a `"sampling_rate"` (or `sampling_rate=` is passed).
     - `processor(text=..., audio=..., sampling_rate=...)` with one `<|audio|>` in the text per clip.
 
-    Batches are left-padded (for generation) unless `padding_side="right"`.
+    Call-time kwargs are transformers' text kwargs (`padding`, `truncation`, `max_length`,
+    `padding_side`, `add_special_tokens`, `return_tensors`, ...), `sampling_rate`,
+    `return_text_replacement_offsets` and `return_mm_token_type_ids`, flat or as `text_kwargs={...}` /
+    `audio_kwargs={...}`. By default a batch is left-padded (for generation) to its longest row, as
+    PyTorch tensors; the clips' features are always padded to the longest clip, with their mask.
 
     Args:
         feature_extractor: a `WhisperFeatureExtractor` or a `Wav2Vec2FeatureExtractor`.
@@ -61,6 +76,17 @@ class SpeechAwareLMProcessor(ProcessorMixin):
         max_seconds (`float`, defaults to 30.0): longer clips are refused with a clear error.
         chat_template (`str`, *optional*): defaults to `CHAT_TEMPLATE`.
     """
+
+    valid_processor_kwargs = SpeechAwareLMProcessorKwargs
+    audio_token = AUDIO_TOKEN  # one per clip in the text; the processor repeats it per audio embedding
+    # defaults that differ from the tokenizer's: a padded batch, left-padded for generation, as tensors,
+    # without token type ids (the model takes none)
+    text_kwargs = {
+        "padding": True,
+        "padding_side": "left",
+        "return_tensors": "pt",
+        "return_token_type_ids": False,
+    }
 
     def __init__(
         self,
@@ -79,6 +105,8 @@ class SpeechAwareLMProcessor(ProcessorMixin):
                 f"the tokenizer lacks the chat tokens {missing}: build the processor with "
                 "SpeechAwareLMProcessor.for_components(...), which adds them"
             )
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = END_TOKEN  # rows are padded with <|end|>, which the mask hides
 
     @classmethod
     def for_components(
@@ -128,6 +156,12 @@ class SpeechAwareLMProcessor(ProcessorMixin):
         return int(self.tokenizer.convert_tokens_to_ids(AUDIO_TOKEN))
 
     @property
+    def model_input_names(self) -> list[str]:
+        # the clips' features are `input_features` whatever the encoder (log-mel frames or waveforms),
+        # with their own mask: `attention_mask` is the tokens'
+        return ["input_ids", "attention_mask", "input_features", "feature_attention_mask"]
+
+    @property
     def end_token_id(self) -> int:
         return int(self.tokenizer.convert_tokens_to_ids(END_TOKEN))
 
@@ -149,11 +183,7 @@ class SpeechAwareLMProcessor(ProcessorMixin):
         self,
         text: str | list[str] | None = None,
         audio: Any = None,
-        sampling_rate: int | None = None,
-        padding_side: str = "left",
-        return_tensors: str | None = "pt",
-        add_special_tokens: bool = True,
-        **kwargs: Any,
+        **kwargs: Unpack[SpeechAwareLMProcessorKwargs],
     ) -> BatchFeature:
         """Token ids with each `<|audio|>` of the text repeated once per audio embedding of its clip.
 
@@ -162,14 +192,12 @@ class SpeechAwareLMProcessor(ProcessorMixin):
                 `<|audio|>` per clip.
             audio: the clips of the whole batch in the order of their `<|audio|>` tokens (paths, arrays,
                 `{"array", "sampling_rate"}` dicts, `datasets` Audio values).
-            sampling_rate: the rate of the arrays in `audio` (resampled to the processor's rate).
+            sampling_rate (`int`): the rate of the arrays in `audio` (resampled to the processor's rate).
 
         Returns:
             `BatchFeature` with `input_ids`, `attention_mask` and, with audio, `input_features`
             `(clips, mel_bins, frames)` or `(clips, samples)` and `feature_attention_mask`.
         """
-        if padding_side not in ("left", "right"):
-            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
         if text is None:
             raise ValueError(
                 "pass text= with one <|audio|> per clip, or use apply_chat_template(conversation) to write it"
@@ -177,17 +205,46 @@ class SpeechAwareLMProcessor(ProcessorMixin):
         texts = [text] if isinstance(text, str) else list(text)
         if not texts or not all(isinstance(t, str) for t in texts):
             raise ValueError("text must be a string or a non-empty list of strings")
+        output_kwargs = self._merge_kwargs(
+            SpeechAwareLMProcessorKwargs, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs
+        )
+        text_kwargs = output_kwargs["text_kwargs"]
+        return_tensors = text_kwargs.pop("return_tensors", None)
+        return_mm_token_type_ids = text_kwargs.pop(
+            "return_mm_token_type_ids", output_kwargs["return_mm_token_type_ids"]
+        )
+        return_offsets = text_kwargs.pop(
+            "return_text_replacement_offsets", output_kwargs["return_text_replacement_offsets"]
+        )
         clips = [] if audio is None else (list(audio) if _is_clip_list(audio) else [audio])
         n_slots = sum(t.count(AUDIO_TOKEN) for t in texts)
         if n_slots != len(clips):
             raise ValueError(
-                f"the text has {n_slots} {AUDIO_TOKEN} placeholders but {len(clips)} clips were given: one "
+                f"The number of {AUDIO_TOKEN} tokens in the prompts should be the same as the number of clips: "
+                f"the text has {n_slots} {AUDIO_TOKEN} placeholders but {len(clips)} clips were given. Write one "
                 f"{AUDIO_TOKEN} per clip, in order (apply_chat_template writes them from {{'type': 'audio'}} items)"
             )
+        sampling_rate = output_kwargs["audio_kwargs"].get("sampling_rate")
         waves = [self._load(c, sampling_rate) for c in clips]
-        rows = self.tokenizer(texts, add_special_tokens=add_special_tokens)["input_ids"]
-        rows = self._expand(rows, waves)
-        return self._pad(rows, waves, padding_side, return_tensors)
+        replacements = [self.replace_audio_token({"waveforms": waves}, i) for i in range(len(waves))]
+        texts, offsets = self.get_text_with_replacements(texts, audio_replacements=replacements)
+        text_inputs = self.tokenizer(texts, **text_kwargs)
+        self._check_special_mm_tokens(texts, text_inputs, modalities=["audio"])
+        data = dict(text_inputs)
+        if return_offsets:
+            data["text_replacement_offsets"] = offsets
+        if return_mm_token_type_ids:
+            data["mm_token_type_ids"] = self.create_mm_token_type_ids(data["input_ids"])
+        if waves:
+            data.update(self._audio_features(waves))
+        return BatchFeature(
+            data, tensor_type=return_tensors, skip_tensor_conversion=self.skip_tensor_conversion
+        )
+
+    def replace_audio_token(self, audio_inputs: dict, audio_idx: int, **kwargs: Any) -> str:
+        """What stands for clip `audio_idx` of `audio_inputs["waveforms"]` (the loaded clips) in the text:
+        one `<|audio|>` per audio embedding the model makes of it."""
+        return AUDIO_TOKEN * self.num_audio_tokens(len(audio_inputs["waveforms"][audio_idx]))
 
     def _load(self, clip: Any, sampling_rate: int | None) -> np.ndarray:
         if clip is None:
@@ -228,22 +285,16 @@ class SpeechAwareLMProcessor(ProcessorMixin):
             "input_values"
         ][0]
 
-    def _pad(
-        self, rows: list[list[int]], waves: list[np.ndarray], padding_side: str, return_tensors: Any
-    ) -> BatchFeature:
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.end_token_id
-        ids, mask = pad_rows([torch.tensor(r, dtype=torch.long) for r in rows], pad, padding_side, "cpu")
-        data: dict[str, Any] = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
-        if waves:
-            feats = [self._features(w).astype(np.float32) for w in waves]
-            longest = max(f.shape[-1] for f in feats)
-            batch = np.zeros((len(feats), *feats[0].shape[:-1], longest), dtype=np.float32)
-            fmask = np.zeros((len(feats), longest), dtype=np.int64)
-            for i, f in enumerate(feats):
-                batch[i, ..., : f.shape[-1]] = f
-                fmask[i, : f.shape[-1]] = 1
-            data["input_features"], data["feature_attention_mask"] = batch, fmask
-        return BatchFeature(data, tensor_type=return_tensors)
+    def _audio_features(self, waves: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """The clips' features, padded to the longest, and their mask."""
+        feats = [self._features(w).astype(np.float32) for w in waves]
+        longest = max(f.shape[-1] for f in feats)
+        batch = np.zeros((len(feats), *feats[0].shape[:-1], longest), dtype=np.float32)
+        fmask = np.zeros((len(feats), longest), dtype=np.int64)
+        for i, f in enumerate(feats):
+            batch[i, ..., : f.shape[-1]] = f
+            fmask[i, : f.shape[-1]] = 1
+        return {"input_features": batch, "feature_attention_mask": fmask}
 
     # -- chat ------------------------------------------------------------------------------------------
     def _multimodal_inputs_from_conversations(
@@ -292,7 +343,12 @@ class SpeechAwareLMProcessor(ProcessorMixin):
         prompt_rows = self._expand(self.tokenizer(prompts)["input_ids"], waves)
         answer_rows = self.tokenizer(responses, add_special_tokens=False)["input_ids"]
         rows_ids = [p + a for p, a in zip(prompt_rows, answer_rows)]
-        out = self._pad(rows_ids, waves, "right", "pt")
+        ids, mask = pad_rows(
+            [torch.tensor(r, dtype=torch.long) for r in rows_ids], self.tokenizer.pad_token_id, "right", "cpu"
+        )
+        out = BatchFeature({"input_ids": ids, "attention_mask": mask}, tensor_type="pt")
+        if waves:
+            out.update(BatchFeature(self._audio_features(waves), tensor_type="pt"))
         labels = out["input_ids"].clone().fill_(-100)
         for i, (p, a) in enumerate(zip(prompt_rows, answer_rows)):
             labels[i, len(p) : len(p) + len(a)] = out["input_ids"][i, len(p) : len(p) + len(a)]

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
-import torch
 from transformers import BatchFeature, ProcessorMixin, Wav2Vec2FeatureExtractor
+from transformers.processing_utils import ProcessingKwargs
 
 from hf_slm.audio import AudioError, load_audio
-from hf_slm.models.speech_lm.modeling_speech_lm import pad_rows
-from hf_slm.models.speech_lm.processing_speech_lm import _is_batch
+from hf_slm.models.speech_lm.processing_speech_lm import SpeechAudioKwargs, _is_batch
 from hf_slm.models.speech_text_lm.configuration_speech_text_lm import MARKERS, unit_token
 
-__all__ = ["TASKS", "SpeechTextLMProcessor"]
+__all__ = ["TASKS", "SpeechTextLMProcessor", "SpeechTextLMProcessorKwargs"]
+
+# transformers' processing kwargs, with a `sampling_rate` that may give one rate per clip (see
+# `SpeechAudioKwargs`)
+SpeechTextLMProcessorKwargs = TypedDict(
+    "SpeechTextLMProcessorKwargs",
+    {**ProcessingKwargs.__annotations__, "audio_kwargs": SpeechAudioKwargs},
+    total=False,
+)
 
 _TEXT, _AUDIO = object(), object()  # where a template puts the text / the clip
 
@@ -36,7 +43,7 @@ class SpeechTextLMProcessor(ProcessorMixin):
     (mono, resampled, validated) and stands in the sequence as one `[AUDIO]` placeholder, which the
     model replaces by the clip's speech units. A `[TEXT]` or `[SPEECH]` marker opens every segment.
 
-    Three ways to call it:
+    Four ways to call it:
     - `task=` a prompt template: `"asr"` (audio -> its transcript), `"tts"` (text -> it, spoken),
       `"speech_continuation"`, `"text_continuation"`, and the cross-modal continuations
       `"speech_to_text"` and `"text_to_speech"`.
@@ -45,28 +52,50 @@ class SpeechTextLMProcessor(ProcessorMixin):
     - `segments=`: any mix of text and audio, in order (strings, or `{"type": "text", "text": ...}` /
       `{"type": "audio", "audio": CLIP, "sampling_rate": SR}` items); `next_modality=` adds the
       marker of the modality the model should continue in.
+    - `text=` holding one `[AUDIO]` per clip of `audio=` (transformers' placeholder convention): the
+      prompt as written, markers included (e.g. `"[TEXT] the dog [SPEECH][AUDIO]"`), tokenised as is.
+
+    Call-time kwargs are transformers' text kwargs (`padding`, `max_length`, `pad_to_multiple_of`,
+    `padding_side`, `return_tensors`; `truncation` and `add_special_tokens` for written prompts) and
+    `sampling_rate`, flat or as `text_kwargs={...}` / `audio_kwargs={...}`. By default the batch is
+    left-padded (for generation) to its longest row, as PyTorch tensors; the clips are always padded
+    to the longest clip, with their mask.
 
     Args:
         feature_extractor (`Wav2Vec2FeatureExtractor`): pads raw waveforms at its `sampling_rate`.
         tokenizer: the text tokenizer, with the markers and unit tokens added (see `from_text_tokenizer`).
         max_seconds (`float`, defaults to 30.0): longer clips are refused with a clear error.
-        max_length (`int`, *optional*): the model's context; longer text is refused.
+        context_length (`int`, *optional*): the model's context; longer token sequences are refused.
+            (Called `max_length` in processor configs saved before it was renamed: they still load.)
 
     Example:
         >>> proc = SpeechTextLMProcessor.from_text_tokenizer(tokenizer, n_units=87)  # doctest: +SKIP
         >>> proc(text="the dog runs", task="tts")["input_ids"]  # doctest: +SKIP
     """
 
+    valid_processor_kwargs = SpeechTextLMProcessorKwargs
+    audio_token = "[AUDIO]"  # the placeholder of a clip in a written prompt
+    # defaults that differ from the tokenizer's: a padded batch, left-padded for generation, as tensors
+    text_kwargs = {"padding": True, "padding_side": "left", "return_tensors": "pt"}
+
     def __init__(
         self,
         feature_extractor: Wav2Vec2FeatureExtractor,
         tokenizer: Any,
         max_seconds: float = 30.0,
-        max_length: int | None = None,
+        context_length: int | None = None,
     ) -> None:
         self.max_seconds = max_seconds
-        self.max_length = max_length
+        self.context_length = context_length
         super().__init__(feature_extractor, tokenizer)
+
+    @classmethod
+    def from_dict(cls, processor_dict: dict[str, Any], **kwargs: Any) -> SpeechTextLMProcessor:
+        # `context_length` was saved as `max_length`, a name transformers keeps for a call-time text kwarg
+        if "max_length" in processor_dict and "context_length" not in processor_dict:
+            processor_dict = dict(processor_dict)
+            processor_dict["context_length"] = processor_dict.pop("max_length")
+        return super().from_dict(processor_dict, **kwargs)
 
     @classmethod
     def from_text_tokenizer(
@@ -78,7 +107,8 @@ class SpeechTextLMProcessor(ProcessorMixin):
         max_length: int | None = None,
     ) -> SpeechTextLMProcessor:
         """Add the markers and `n_units` unit tokens (as special tokens) to a text tokenizer, in
-        the model's order: ids `len(tokenizer) ..` are the markers, then the units."""
+        the model's order: ids `len(tokenizer) ..` are the markers, then the units. `max_length` is
+        the model's context (the processor's `context_length`)."""
         import copy
 
         tokenizer = copy.deepcopy(tokenizer)
@@ -96,7 +126,7 @@ class SpeechTextLMProcessor(ProcessorMixin):
             feature_size=1, sampling_rate=sampling_rate, padding_value=0.0, do_normalize=False,
             return_attention_mask=True,
         )  # fmt: skip
-        return cls(fe, tokenizer, max_seconds=max_seconds, max_length=max_length)
+        return cls(fe, tokenizer, max_seconds=max_seconds, context_length=max_length)
 
     # -- vocabulary -----------------------------------------------------------------------------------
     @property
@@ -107,6 +137,15 @@ class SpeechTextLMProcessor(ProcessorMixin):
         if marker not in MARKERS:
             raise ValueError(f"unknown marker {marker!r}: one of {MARKERS}")
         return int(self.tokenizer.convert_tokens_to_ids(marker))
+
+    @property
+    def audio_token_id(self) -> int:
+        return self.marker_id(self.audio_token)
+
+    @property
+    def model_input_names(self) -> list[str]:
+        # the clips' mask is `audio_attention_mask`: `attention_mask` is the tokens'
+        return ["input_ids", "attention_mask", "input_values", "audio_attention_mask"]
 
     @property
     def unit_offset(self) -> int:
@@ -127,22 +166,30 @@ class SpeechTextLMProcessor(ProcessorMixin):
         self,
         text: str | list[str] | None = None,
         audio: Any = None,
-        sampling_rate: int | list[int] | None = None,
         task: str | None = None,
         segments: list | None = None,
         next_modality: str | None = None,
-        padding_side: str = "left",
-        return_tensors: str | None = "pt",
-        **kwargs: Any,
+        **kwargs: Unpack[SpeechTextLMProcessorKwargs],
     ) -> BatchFeature:
         """Token ids (left-padded for generation by default), their mask and the clips.
+
+        Args:
+            text: a text or a batch of texts (for a task), or written prompts with one `[AUDIO]` per clip.
+            audio: one clip or a list of clips (see [`hf_slm.load_audio`]).
+            task: one of `TASKS`; with text or audio alone, `"tts"` / `"asr"` by default.
+            segments: a mix of text and audio in order, or a batch of such lists.
+            next_modality: with `segments`, `"text"` or `"speech"`: the marker the prompt ends with.
+            sampling_rate (`int` or `list[int]`): the rate of array clips, one for all or one per clip.
 
         Returns a `BatchFeature` with `input_ids` and `attention_mask` (one `[AUDIO]` per clip) and,
         when there is audio, `input_values` / `audio_attention_mask`: the clips of the batch in the
         order their placeholders appear, row by row, padded at `sampling_rate`.
         """
-        if padding_side not in ("left", "right"):
-            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        output_kwargs = self._merge_kwargs(
+            SpeechTextLMProcessorKwargs, tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs
+        )
+        text_kwargs = output_kwargs["text_kwargs"]
+        sampling_rate = output_kwargs["audio_kwargs"].get("sampling_rate")
         if segments is not None:
             if text is not None or audio is not None or task is not None:
                 raise ValueError("give segments=[...] alone, or text= / audio= with a task, not both")
@@ -151,8 +198,50 @@ class SpeechTextLMProcessor(ProcessorMixin):
         else:
             if next_modality is not None:
                 raise ValueError("next_modality goes with segments=; a task template sets its own")
-            rows, clips = self._templated(text, audio, sampling_rate, task)
-        return self._pad(list(rows), [c for cs in clips for c in cs], padding_side, return_tensors)
+            texts = [text] if isinstance(text, str) else text
+            if (
+                task is None
+                and text is not None
+                and (audio is not None or any(isinstance(t, str) and self.audio_token in t for t in texts))
+            ):
+                rows, clips = self._written(list(texts), audio, sampling_rate, text_kwargs)
+            else:
+                rows, clips = self._templated(text, audio, sampling_rate, task)
+        return self._pad(list(rows), [c for cs in clips for c in cs], text_kwargs, output_kwargs)
+
+    def _written(self, texts: list, audio: Any, sampling_rate: Any, text_kwargs: dict) -> tuple[list, list]:
+        """Prompts written with their markers and one `[AUDIO]` per clip, tokenised as they are."""
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise ValueError("text must be a string or a non-empty list of strings")
+        clips = [] if audio is None else (list(audio) if _is_batch(audio) else [audio])
+        slots = [t.count(self.audio_token) for t in texts]
+        if sum(slots) != len(clips):
+            raise ValueError(
+                f"The number of {self.audio_token} tokens in the prompts should be the same as the number of "
+                f"clips: the text has {sum(slots)} but {len(clips)} clips were given. Write one {self.audio_token} "
+                "per clip where it goes, or give the order with segments=[...], or pass a task= with audio alone"
+            )
+        rates = sampling_rate if isinstance(sampling_rate, (list, tuple)) else [sampling_rate] * len(clips)
+        if len(rates) != len(clips):
+            raise ValueError(
+                f"got {len(rates)} sampling rates for {len(clips)} clips: one per clip or one for all"
+            )
+        tokenize = {
+            k: v for k, v in text_kwargs.items() if k in ("add_special_tokens", "truncation", "max_length")
+        }
+        rows = self.tokenizer(texts, **tokenize)["input_ids"]
+        kept = [list(r).count(self.audio_token_id) for r in rows]
+        if kept != slots:
+            raise ValueError(
+                f"truncation cut {self.audio_token} placeholders (text {slots}, tokens {kept}): raise max_length "
+                "or do not truncate"
+            )
+        waves = [self._load(c, r) for c, r in zip(clips, rates)]
+        row_clips, k = [], 0
+        for n in slots:
+            row_clips.append(waves[k : k + n])
+            k += n
+        return [list(r) for r in rows], row_clips
 
     def _templated(self, text: Any, audio: Any, sampling_rate: Any, task: str | None) -> tuple[list, list]:
         if text is None and audio is None:
@@ -243,24 +332,29 @@ class SpeechTextLMProcessor(ProcessorMixin):
         return load_audio(clip, rate, target_sampling_rate=self.sampling_rate, max_seconds=self.max_seconds)
 
     def _pad(
-        self, rows: list[list[int]], clips: list, padding_side: str, return_tensors: str | None
+        self, rows: list[list[int]], clips: list, text_kwargs: dict, output_kwargs: dict
     ) -> BatchFeature:
         import numpy as np
 
-        if self.max_length is not None:
+        if self.context_length is not None:
             longest = max(rows, key=len)
-            if len(longest) > self.max_length:
+            if len(longest) > self.context_length:
                 raise ValueError(
-                    f"a sequence of {len(longest)} tokens is longer than the model's context of {self.max_length} "
-                    "(before its audio is even turned into units): shorten the text or split it into several prompts"
+                    f"a sequence of {len(longest)} tokens is longer than the model's context of "
+                    f"{self.context_length} (before its audio is even turned into units): shorten the text or "
+                    "split it into several prompts"
                 )
-        ids, mask = pad_rows(
-            [torch.tensor(r, dtype=torch.long) for r in rows],
-            self.tokenizer.pad_token_id,
-            padding_side,
-            "cpu",
+        padded = self.tokenizer.pad(
+            {"input_ids": rows},
+            padding=text_kwargs.get("padding", True),
+            max_length=text_kwargs.get("max_length"),
+            pad_to_multiple_of=text_kwargs.get("pad_to_multiple_of"),
+            padding_side=text_kwargs.get("padding_side"),
+            return_attention_mask=True,
         )
-        data: dict[str, Any] = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+        data: dict[str, Any] = {"input_ids": padded["input_ids"], "attention_mask": padded["attention_mask"]}
+        if text_kwargs.get("return_mm_token_type_ids", output_kwargs["return_mm_token_type_ids"]):
+            data["mm_token_type_ids"] = self.create_mm_token_type_ids(data["input_ids"])
         if clips:
             audio = self.feature_extractor(
                 clips,
@@ -271,7 +365,7 @@ class SpeechTextLMProcessor(ProcessorMixin):
             )
             data["input_values"] = audio["input_values"].astype(np.float32)
             data["audio_attention_mask"] = audio["attention_mask"]
-        return BatchFeature(data, tensor_type=return_tensors)
+        return BatchFeature(data, tensor_type=text_kwargs.get("return_tensors"))
 
     # -- reading sequences back -----------------------------------------------------------------------
     def batch_decode(self, sequences: Any, skip_special_tokens: bool = True, **kwargs: Any) -> list[str]:
