@@ -131,7 +131,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         'chat = [{"role": "user", "content": [{"type": "audio", "audio": "clip.wav"},\n'
         '                                     {"type": "text", "text": "What did the speaker say?"}]}]\n'
         "inputs = p.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True)\n"
-        "print(p.batch_decode(m.generate(**inputs, max_new_tokens=48)))\n```",
+        "ids = m.generate(**inputs, max_new_tokens=48)\n"
+        "print(p.batch_decode(ids, skip_special_tokens=True, answer_only=True))  # the answer alone\n```",
         training=training,
         results_table=table,
         eval_results=evals,

@@ -223,7 +223,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         f'm = AutoModelForCausalLM.from_pretrained("hf-slm/{name}")\n'
         f'p = AutoProcessor.from_pretrained("hf-slm/{name}")\n'
         'ids = m.generate(**p(audio="clip.wav", task="asr"), output_modality="text")\n'
-        "print(p.batch_decode(ids))                       # the transcript\n"
+        "print(p.batch_decode(ids, skip_special_tokens=True))  # the transcript\n"
         'out = m.generate(**p(text="the dog runs", task="tts"))   # .audio[0], .sampling_rate\n'
         f'asr = pipeline("automatic-speech-recognition", model="hf-slm/{name}")\n'
         f'tts = pipeline("text-to-speech", model="hf-slm/{name}")\n```',

@@ -37,10 +37,6 @@ SENTENCES = [
     "lower newer upper older longer string",
     "describe this what is the capital of france",
 ]
-DECODE_SKIP = (
-    "batch_decode skips special tokens by default (and the speech-aware one keeps the answer only): the "
-    "Spaces, the evaluation and the zoo tests decode generate output with it"
-)
 
 
 def _text_tokenizer():
@@ -124,9 +120,6 @@ class SpeechTextLMProcessorTest(_ClipsWithTheirRate, ProcessorTesterMixin, unitt
             "text alone is a text-to-speech prompt (its tokens between markers), not the tokenizer's ids"
         )
 
-    def test_tokenizer_decode_defaults(self):
-        self.skipTest(DECODE_SKIP)
-
 
 # --- family 3: the speech-aware LM ----------------------------------------------------------------
 class SpeechAwareLMProcessorTest(_ClipsWithTheirRate, ProcessorTesterMixin, unittest.TestCase):
@@ -157,9 +150,6 @@ class SpeechAwareLMProcessorTest(_ClipsWithTheirRate, ProcessorTesterMixin, unit
         self.skipTest(
             "audio alone is no input of the speech-aware LM: its clips go with text, one <|audio|> each"
         )
-
-    def test_tokenizer_decode_defaults(self):
-        self.skipTest(DECODE_SKIP)
 
 
 class SpeechAwareLMProcessorHubertTest(SpeechAwareLMProcessorTest):

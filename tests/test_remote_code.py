@@ -213,7 +213,7 @@ def run(sources, zoo, clip, autos):
                     inputs = proc(audio=clip, task="asr")
                     ids = model.generate(**inputs, do_sample=False, max_new_tokens=12)
                     prompt = inputs["input_ids"].shape[1]
-                    text = proc.batch_decode(ids[:, prompt:])[0]
+                    text = proc.batch_decode(ids[:, prompt:], skip_special_tokens=True)[0]
                 else:  # the chat template: an audio item and an instruction
                     chat = [{"role": "user", "content": [{"type": "audio", "audio": clip},
                                                          {"type": "text", "text": "transcribe the audio"}]}]
@@ -221,7 +221,7 @@ def run(sources, zoo, clip, autos):
                                                       return_dict=True, return_tensors="pt")
                     ids = model.generate(**inputs, do_sample=False, max_new_tokens=12)
                     prompt = inputs["input_ids"].shape[1]
-                    text = proc.batch_decode(ids[:, prompt:], skip_special_tokens=True)[0]
+                    text = proc.batch_decode(ids[:, prompt:], skip_special_tokens=True, answer_only=True)[0]
             out[name] = {
                 "classes": [type(o).__module__ + "." + type(o).__name__ for o in (config, model, proc)],
                 "same_state": same,

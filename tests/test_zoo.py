@@ -62,7 +62,9 @@ def test_zoo_folder_loads_and_runs(folder, tiny_corpus):
             inputs = proc.apply_chat_template(
                 chat, add_generation_prompt=True, tokenize=True, return_dict=True
             )
-            return proc.batch_decode(model.generate(**inputs, max_new_tokens=32))[0]
+            return proc.batch_decode(
+                model.generate(**inputs, max_new_tokens=32), skip_special_tokens=True, answer_only=True
+            )[0]
 
         presence = "Is there any speech in this recording?"
         assert ask(clip, presence) == "yes" and ask(silence, presence) == "no"
@@ -72,7 +74,8 @@ def test_zoo_folder_loads_and_runs(folder, tiny_corpus):
         assert len(set(text.split()) & set(row["text"].lower().split())) >= 1, f"{text!r} vs {row['text']!r}"
     elif isinstance(model, SpeechTextLMForCausalLM):
         proc = AutoProcessor.from_pretrained(folder)
-        text = proc.batch_decode(model.generate(**proc(audio=clip, sampling_rate=16_000, task="asr")))[0]
+        ids = model.generate(**proc(audio=clip, sampling_rate=16_000, task="asr"))
+        text = proc.batch_decode(ids, skip_special_tokens=True)[0]
         reference = set(tiny_corpus["test"][0]["text"].lower().split())
         assert len(set(text.split()) & reference) >= 2, f"{text!r} vs {tiny_corpus['test'][0]['text']!r}"
         spoken = model.generate(**proc(text="the little dog ran to the garden", task="tts"))

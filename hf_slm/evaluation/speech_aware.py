@@ -41,7 +41,9 @@ def _answer(
 ) -> list[str]:
     inputs = _chat_inputs(processor, clips, instructions)
     ids = model.generate(**inputs, do_sample=False, max_new_tokens=max_new_tokens)
-    return processor.batch_decode(ids[:, inputs["input_ids"].shape[1] :])
+    return processor.batch_decode(
+        ids[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True, answer_only=True
+    )
 
 
 def chat_transcriber(

@@ -67,7 +67,7 @@ def evaluate_asr(
                 ids = model.generate(
                     **inputs, output_modality="text", do_sample=False, max_new_tokens=max_new_tokens
                 )
-            texts = processor.batch_decode(ids)
+            texts = processor.batch_decode(ids, skip_special_tokens=True)
         for i, text in zip(idx, texts):
             hyps[i] = " ".join(tokenize(text))
     seconds = time.perf_counter() - start

@@ -308,7 +308,7 @@ def transcribe(
         loaded, seed, generation_kwargs(max_new_tokens, temperature), input_ids=ids,
         attention_mask=spliced["attention_mask"], output_modality="text",
     )  # fmt: skip
-    text = proc.batch_decode(sequences[:, ids.shape[1] :])[0].strip()
+    text = proc.batch_decode(sequences[:, ids.shape[1] :], skip_special_tokens=True)[0].strip()
     return text, _track(model, "input", model.ids_to_units(ids)[0], spliced["durations"][0])
 
 
@@ -343,7 +343,7 @@ def continue_text(
         loaded, seed, generation_kwargs(max_new_tokens, temperature),
         **proc(text=text, task="text_continuation"), output_modality="text", return_audio=False,
     )  # fmt: skip
-    return proc.batch_decode(sequences)[0].strip()
+    return proc.batch_decode(sequences, skip_special_tokens=True)[0].strip()
 
 
 def answer_instruction(
@@ -361,4 +361,6 @@ def answer_instruction(
     proc = loaded.processor
     inputs = _chat_inputs(proc, [wave], [instruction])
     sequences = _generate(loaded, seed, generation_kwargs(max_new_tokens, temperature), **inputs)
-    return proc.batch_decode(sequences[:, inputs["input_ids"].shape[1] :])[0].strip()
+    return proc.batch_decode(
+        sequences[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True, answer_only=True
+    )[0].strip()

@@ -839,8 +839,8 @@ class SpeechAwareLMForConditionalGeneration(SpeechAwareLMPreTrainedModel, Genera
         **kwargs: Any,
     ) -> torch.LongTensor | ModelOutput:
         """Answer left-padded prompts from the processor; returns the prompt ids followed by the new tokens,
-        like any decoder-only model (decode with `processor.batch_decode(..., skip_special_tokens=True)`,
-        which drops the prompt's chat tokens, or slice off `input_ids.shape[1]` first).
+        like any decoder-only model (decode with `processor.batch_decode(..., skip_special_tokens=True, answer_only=True)`,
+        which keeps the answer alone, or slice off `input_ids.shape[1]` first).
 
         transformers' own `generate` runs the loop (every decoding strategy, streaming, assisted decoding,
         continuing from a returned `past_key_values` / `cache`): the audio goes through the encoder and the

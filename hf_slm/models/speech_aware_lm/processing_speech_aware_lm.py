@@ -356,27 +356,24 @@ class SpeechAwareLMProcessor(ProcessorMixin):
         return out
 
     # -- reading answers back ----------------------------------------------------------------------------
-    def batch_decode(
-        self, sequences: Any, skip_special_tokens: bool = True, answer_only: bool = True, **kwargs: Any
-    ) -> list[str]:
-        """The text of `generate` output. With `answer_only`, only what follows the last `<|assistant|>`
-        (the answer, not the prompt) up to `<|end|>`."""
-        return [
-            self.decode(s, skip_special_tokens=skip_special_tokens, answer_only=answer_only, **kwargs)
-            for s in sequences
-        ]
+    def batch_decode(self, sequences: Any, answer_only: bool = False, **kwargs: Any) -> list[str]:
+        """The tokenizer's `batch_decode` (`skip_special_tokens=True` drops the chat and audio tokens).
 
-    def decode(
-        self, sequence: Any, skip_special_tokens: bool = True, answer_only: bool = True, **kwargs: Any
-    ) -> str:
+        With `answer_only=True`, each `generate` output is cut to its answer first: what follows the last
+        `<|assistant|>` (not the prompt), up to `<|end|>`, stripped of surrounding spaces."""
+        return [self.decode(s, answer_only=answer_only, **kwargs) for s in sequences]
+
+    def decode(self, sequence: Any, answer_only: bool = False, **kwargs: Any) -> str:
+        """The tokenizer's `decode`; `answer_only` as in [`~SpeechAwareLMProcessor.batch_decode`]."""
         ids = [int(i) for i in (sequence.tolist() if hasattr(sequence, "tolist") else sequence)]
-        if answer_only:
-            start = self.tokenizer.convert_tokens_to_ids(ASSISTANT_TOKEN)
-            if start in ids:
-                ids = ids[len(ids) - ids[::-1].index(start) :]
-            if self.end_token_id in ids:
-                ids = ids[: ids.index(self.end_token_id)]
-        return self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens, **kwargs).strip()
+        if not answer_only:
+            return self.tokenizer.decode(ids, **kwargs)
+        start = self.tokenizer.convert_tokens_to_ids(ASSISTANT_TOKEN)
+        if start in ids:
+            ids = ids[len(ids) - ids[::-1].index(start) :]
+        if self.end_token_id in ids:
+            ids = ids[: ids.index(self.end_token_id)]
+        return self.tokenizer.decode(ids, **kwargs).strip()
 
 
 def _is_clip_list(audio: Any) -> bool:

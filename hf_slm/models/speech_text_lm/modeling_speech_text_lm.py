@@ -11,7 +11,7 @@ Example:
     >>> model = AutoModelForCausalLM.from_pretrained("zoo/speech-text-lm-tiny")  # doctest: +SKIP
     >>> proc = AutoProcessor.from_pretrained("zoo/speech-text-lm-tiny")  # doctest: +SKIP
     >>> ids = model.generate(**proc(audio="clip.wav", task="asr"), output_modality="text")  # doctest: +SKIP
-    >>> proc.batch_decode(ids)  # doctest: +SKIP
+    >>> proc.batch_decode(ids, skip_special_tokens=True)  # doctest: +SKIP
     >>> out = model.generate(**proc(text="the dog runs", task="tts"))  # doctest: +SKIP
     >>> out.audio[0].shape, out.sampling_rate  # doctest: +SKIP
 """

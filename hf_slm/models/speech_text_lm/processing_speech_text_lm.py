@@ -368,12 +368,14 @@ class SpeechTextLMProcessor(ProcessorMixin):
         return BatchFeature(data, tensor_type=text_kwargs.get("return_tensors"))
 
     # -- reading sequences back -----------------------------------------------------------------------
-    def batch_decode(self, sequences: Any, skip_special_tokens: bool = True, **kwargs: Any) -> list[str]:
-        """The text of token sequences (markers and speech units are special tokens: skipped by default)."""
-        return self.tokenizer.batch_decode(sequences, skip_special_tokens=skip_special_tokens, **kwargs)
+    def batch_decode(self, sequences: Any, **kwargs: Any) -> list[str]:
+        """The tokenizer's `batch_decode`: markers and speech units are special tokens, dropped with
+        `skip_special_tokens=True` (the text of a transcript or a continuation)."""
+        return self.tokenizer.batch_decode(sequences, **kwargs)
 
-    def decode(self, sequence: Any, skip_special_tokens: bool = True, **kwargs: Any) -> str:
-        return self.tokenizer.decode(sequence, skip_special_tokens=skip_special_tokens, **kwargs)
+    def decode(self, sequence: Any, **kwargs: Any) -> str:
+        """The tokenizer's `decode` (see [`~SpeechTextLMProcessor.batch_decode`])."""
+        return self.tokenizer.decode(sequence, **kwargs)
 
     def decode_segments(self, sequence: Any) -> list[dict[str, Any]]:
         """One sequence as its segments, in order: `{"type": "text", "text": ...}` and
