@@ -15,8 +15,7 @@ from generation_common import GenerationTesterMixin
 import hf_slm  # noqa: F401  (registers the Auto classes)
 from hf_slm.models.speech_aware_lm import SpeechAwareLMConfig, SpeechAwareLMForConditionalGeneration
 
-common = transformers_suite.load("test_modeling_common")
-ConfigTester = transformers_suite.load("test_configuration_common").ConfigTester
+common, ConfigTester = transformers_suite.model_tests()
 ModelTesterMixin = common.ModelTesterMixin
 ids_tensor = common.ids_tensor
 

@@ -20,8 +20,7 @@ import hf_slm  # noqa: F401  (registers the Auto classes)
 from hf_slm.models.speech_lm import SpeechLMConfig, SpeechLMForCausalLM
 from hf_slm.models.speech_text_lm import SpeechTextLMConfig, SpeechTextLMForCausalLM
 
-common = transformers_suite.load("test_modeling_common")
-ConfigTester = transformers_suite.load("test_configuration_common").ConfigTester
+common, ConfigTester = transformers_suite.model_tests()
 ModelTesterMixin = common.ModelTesterMixin
 ids_tensor = common.ids_tensor
 for _model_class in (SpeechLMForCausalLM, SpeechTextLMForCausalLM):

@@ -1,9 +1,5 @@
-"""transformers' common model tests on the two component models: the unit tokenizer and the unit vocoder.
-
-`ModelTesterMixin` and `ConfigTester` come from transformers' own test suite (see
-`transformers_suite.py`); the testers below are ours, written the way transformers' model folders
-write theirs (`tests/models/*/test_modeling_*.py`).
-"""
+"""transformers' common model tests (`transformers_suite.py`) on the two components the speech LMs
+hold: the unit tokenizer (audio -> units) and the unit vocoder (units -> audio), with our testers."""
 
 from __future__ import annotations
 
@@ -18,8 +14,7 @@ import hf_slm  # noqa: F401  (registers the Auto classes)
 from hf_slm.units import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
 from hf_slm.vocoders import UnitVocoder, UnitVocoderConfig
 
-common = transformers_suite.load("test_modeling_common")
-ConfigTester = transformers_suite.load("test_configuration_common").ConfigTester
+common, ConfigTester = transformers_suite.model_tests()
 ModelTesterMixin = common.ModelTesterMixin
 ids_tensor = common.ids_tensor
 floats_tensor = common.floats_tensor

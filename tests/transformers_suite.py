@@ -157,3 +157,8 @@ def as_in_tree(module: types.ModuleType, mapping: str, model_type: str, class_na
     table = dict(getattr(module, mapping))
     table[model_type] = class_name
     setattr(module, mapping, table)
+
+
+def model_tests() -> tuple[types.ModuleType, type]:
+    """`test_modeling_common` (`ModelTesterMixin`, `ids_tensor`, ...) and `ConfigTester`."""
+    return load("test_modeling_common"), load("test_configuration_common").ConfigTester
