@@ -899,7 +899,7 @@ class SpeechAwareLMForConditionalGeneration(SpeechAwareLMPreTrainedModel, Genera
         same kind (assisted decoding) never gets it. What decides here is the cache: the clips are encoded
         in the forward that writes the prompt's placeholders into it, and never again.
         """
-        kwargs.pop("past_key_values", None)
+        cache = cache if cache is not None else kwargs.pop("past_key_values", None)  # the older name
         inputs = super().prepare_inputs_for_generation(
             input_ids, cache=cache, inputs_embeds=inputs_embeds, **kwargs
         )
