@@ -140,6 +140,13 @@ class SpeechTextLMModelTester(SpeechLMModelTester):
         ids[ids == config.audio_token_id] = config.speech_token_id
         return config, inputs
 
+    def prepare_config_and_inputs_for_generate(self):
+        config, inputs = super().prepare_config_and_inputs_for_generate()
+        # A prompt's last marker picks the output modality of its whole batch ([TEXT] or [SPEECH] in every row);
+        # prompts that end in a unit leave it open ("any") for a batch and for each row alone alike.
+        inputs["input_ids"][:, -1] = config.unit_offset
+        return config, inputs
+
 
 class SpeechTextLMModelTest(SpeechLMModelTest):
     all_model_classes = (SpeechTextLMForCausalLM,)
