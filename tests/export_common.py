@@ -17,7 +17,7 @@ class ExportTesterMixin:
 
     def test_torch_export(self):
         if not self.test_torch_exportable:
-            self.skipTest("the tester says this model cannot be exported")
+            self.skipTest(getattr(self, "torch_export_skip_reason", "this model cannot be exported"))
         for model_class in self.all_model_classes:
             config, inputs = self.model_tester.prepare_config_and_inputs_for_common()
             model = model_class(config).eval()

@@ -65,9 +65,11 @@ class SpeechUnitTokenizerModelTest(ModelTesterMixin, unittest.TestCase):
     all_model_classes = (FittedSpeechUnitTokenizer,)
     test_can_init_all_missing_weights_before_2023 = True
     has_attentions = False  # MFCC frames and k-means (an SSL frontend's attentions are not an output)
-    # torch.export needs shapes that do not depend on values: de-duplicated units are as many as the runs in
-    # the audio, and an unfitted tokenizer refuses to run (a check on a buffer's value)
     test_torch_exportable = False
+    torch_export_skip_reason = (
+        "torch.export needs shapes that do not depend on values: de-duplicated units are as many as the runs "
+        "in the audio, and an unfitted tokenizer refuses to run (a check of a buffer's value)"
+    )
     test_resize_embeddings = False  # a waveform in: no token embeddings
 
     def setUp(self):
@@ -133,8 +135,8 @@ class UnitVocoderModelTest(ModelTesterMixin, unittest.TestCase):
     all_model_classes = (UnitVocoder,)
     test_can_init_all_missing_weights_before_2023 = True
     has_attentions = False  # convolutions only
-    # torch.export needs shapes that do not depend on values: each unit lasts its duration (a tensor input)
     test_torch_exportable = False
+    torch_export_skip_reason = "torch.export needs shapes that do not depend on values: each unit lasts its duration (a tensor input)"
     # the unit table is the tokenizer's units plus a padding row: new units need a new tokenizer and a
     # retrained vocoder, not a resized table
     test_resize_embeddings = False
