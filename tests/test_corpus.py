@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -175,14 +178,62 @@ def _tree_hashes(root: Path) -> dict[str, str]:
     }
 
 
-def test_same_seed_gives_byte_identical_output(tmp_path, tiny_corpus_dir):
-    # a different number of workers and shard layout must not change a byte
+@pytest.fixture
+def cpu_hog():
+    """A process per core spinning in Python while the test runs (each stops by itself after 10 minutes)."""
+    spin = "import time\nend = time.monotonic() + 600\nwhile time.monotonic() < end:\n    pass\n"
+    procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(os.cpu_count() or 1)]
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+
+
+def test_same_seed_gives_byte_identical_output(tmp_path, tiny_corpus_dir, cpu_hog):
+    # made on a machine busy with other work, with another number of workers: not a byte may change
     again = tmp_path / "again"
     synthesize_corpus(again, hours=0.03, seed=0, num_workers=1, progress=False)
+    assert all(p.poll() is None for p in cpu_hog)  # the hog ran all along
     assert _tree_hashes(again) == _tree_hashes(tiny_corpus_dir)
     other = tmp_path / "other"
     synthesize_corpus(other, hours=0.03, seed=1, num_workers=2, progress=False)
     assert _tree_hashes(other) != _tree_hashes(tiny_corpus_dir)
+
+
+SHARD = r"""
+import sys, uuid
+from hf_slm.data import espeak
+from hf_slm.data.synth import SynthConfig, _synthesize_shard, plan_corpus
+
+if sys.argv[2] == "uuid":
+    # uuid1() goes through libuuid, which reseeds the C library's random stream from the clock and the
+    # process id: as any library in the process may do, at any moment
+    synthesize = espeak.Espeak.synthesize
+
+    def after_a_uuid(self, *args, **kwargs):
+        uuid.uuid1()
+        return synthesize(self, *args, **kwargs)
+
+    espeak.Espeak.synthesize = after_a_uuid
+_synthesize_shard(plan_corpus(SynthConfig(hours=0.01, seed=0))["test"][:3], 16_000, sys.argv[1])
+"""
+
+
+def test_audio_does_not_depend_on_what_else_draws_from_the_c_random_stream(tmp_path):
+    # espeak-ng's voices draw noise from the C library's rand(): a shard made in a fresh process where
+    # something moves that stream before every utterance must equal one made where nothing does
+    for kind in ("plain", "uuid"):
+        done = subprocess.run(
+            [sys.executable, "-c", SHARD, str(tmp_path / f"{kind}.parquet"), kind],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "uuid.parquet").read_bytes() == (tmp_path / "plain.parquet").read_bytes()
 
 
 def test_finished_shards_are_kept_and_reused(tmp_path):

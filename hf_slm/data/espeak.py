@@ -11,12 +11,19 @@ Its output also depends on what it synthesised before in the same process (measu
 espeak-ng 1.51: the same text twice gives different samples and lengths; srand, resetting the
 voice and Terminate/Initialize do not help), so identical output needs an identical sequence of
 calls in a fresh process.
+
+It also draws the noise of its voices from the C library's ``rand()``: one stream for the whole
+process, which any other code in it can move (libuuid, for one, reseeds it from the clock and the
+process id whenever anything asks it for random bytes), and then the samples change. Every
+synthesis therefore reseeds that stream from the utterance itself (text, voice, rate, pitch), so
+that its audio depends on nothing else that runs in the process, or on when.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import hashlib
 import threading
 from dataclasses import dataclass
 
@@ -113,6 +120,12 @@ class WordSpan:
     phonemes: str  # IPA, space-separated
 
 
+def _utterance_seed(text: str, voice: str, rate: int, pitch: int) -> int:
+    """The seed of espeak's noise for one utterance: a function of the utterance alone."""
+    key = f"{voice}|{int(rate)}|{int(pitch)}|{text}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:4], "little")
+
+
 def _load_library() -> ctypes.CDLL:
     names = [ctypes.util.find_library("espeak-ng"), "libespeak-ng.so.1", "libespeak-ng.so"]
     for name in names:
@@ -164,6 +177,10 @@ class Espeak:
         lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
         lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
         self._lib = lib
+        # the C library espeak's rand() comes from: srand() there reseeds the stream it draws from
+        self._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        self._libc.srand.argtypes = [ctypes.c_uint]
+        self._libc.srand.restype = None
         options = _INIT_PHONEME_EVENTS | _INIT_PHONEME_IPA
         rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None, options)
         if rate <= 0:
@@ -221,6 +238,7 @@ class Espeak:
             self._chunks, self._events = [], []
             data = text.encode("utf-8") + b"\0"
             buf = ctypes.create_string_buffer(data)
+            self._libc.srand(_utterance_seed(text, voice, rate, pitch))
             err = self._lib.espeak_Synth(buf, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
             if err != _EE_OK:
                 raise EspeakError(f"espeak_Synth failed with code {err} on {text!r}.")
