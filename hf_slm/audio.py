@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SAMPLING_RATE = 16_000
 _MAX_CHANNELS = 16
+# A peak above this (6 dB over full scale) means the samples are on the wrong scale, not that they
+# overshoot: only then does load_audio warn. Smaller excursions are rescaled with a debug record.
+_WARN_PEAK = 2.0
 
 AudioInput = str | os.PathLike | bytes | bytearray | io.IOBase | np.ndarray | torch.Tensor | Mapping | list
 
@@ -84,16 +87,27 @@ def load_audio(
             f"Split it into chunks of at most {max_seconds:g} s, or raise max_seconds."
         )
     peak_in = float(np.abs(wave).max())
-    if peak_in > 1.0:
+    if peak_in > _WARN_PEAK:
+        # Far above full scale is not an overshoot but a wrong scale (16-bit PCM values handed over
+        # as floats peak in the thousands) or a gain error of over 6 dB: the user should hear of it.
         logger.warning(
-            "%s peaks at %.3f, outside [-1, 1]; scaling it down to fit.", _describe(audio), peak_in
+            "%s peaks at %.3f, far outside [-1, 1]: its samples are not on the [-1, 1] scale (integer "
+            "PCM passed as floats? divide 16-bit samples by 32768) or were amplified past full scale; "
+            "scaling it down to fit.",
+            _describe(audio),
+            peak_in,
         )
     if sr != target_sampling_rate:
         wave = AF.resample(torch.from_numpy(wave), sr, target_sampling_rate).numpy()
     peak = float(np.abs(wave).max())
     if peak > 1.0:
-        # Rescale rather than clip: clipping would lose the waveform's shape. (A full-scale input
-        # can overshoot slightly through the resampler's ringing; that needs no warning.)
+        # Rescale rather than clip: clipping would lose the waveform's shape. A peak a little over 1
+        # is routine (any full-scale clip, espeak-ng's among them, overshoots through a resampler's
+        # ringing, and float mixes sum past 1): that is a debug record, not a warning.
+        if peak_in <= _WARN_PEAK:
+            logger.debug(
+                "%s peaks at %.3f after loading; scaled down to fit [-1, 1].", _describe(audio), peak
+            )
         wave = wave / peak
     return np.ascontiguousarray(wave, dtype=np.float32)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import logging
 import subprocess
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import torchaudio
 
 from hf_slm import AudioError, load_audio
 from hf_slm.audio import to_int16
@@ -80,11 +82,52 @@ def test_datasets_audio_values_are_accepted(tiny_corpus):
     assert abs(len(out) / 16_000 - row["duration"]) < 0.01
 
 
-def test_out_of_range_floats_are_rescaled_not_clipped():
+def test_out_of_range_floats_are_rescaled_not_clipped(caplog):
     x = tone(sr=16_000, amp=3.0)
-    out = load_audio(x, sampling_rate=16_000)
+    with caplog.at_level(logging.DEBUG, logger="hf_slm.audio"):
+        out = load_audio(x, sampling_rate=16_000)
     assert np.isclose(np.abs(out).max(), 1.0, atol=1e-6)
     np.testing.assert_allclose(out, x / np.abs(x).max(), atol=1e-6)  # the shape is kept
+    # three times full scale is a wrong scale, not an overshoot: that one the user is told about
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert "peaks at 3.000" in caplog.records[0].getMessage()
+
+
+def test_routine_rescaling_of_espeak_clips_is_a_debug_record_not_a_warning(tmp_path, caplog, capsys, recwarn):
+    """espeak-ng clips normalised to full scale overshoot [-1, 1] a little once resampled to 16 kHz:
+    load_audio rescales them silently (a debug record), whether it resamples them itself or the
+    user did before."""
+    from hf_slm.data.espeak import Espeak
+
+    tts = Espeak()
+    loaded = []  # (what load_audio got, sampling rate, peak after resampling to 16 kHz)
+    for voice in ("en-us+m1", "en-us-nyc+f4", "en-029+f3", "en-us+f3", "en+m3", "en-gb-scotland+m5"):
+        for pitch in (35, 65):
+            utt = tts.synthesize(
+                "the small dog found a red ball in the garden.", voice, rate=170, pitch=pitch
+            )
+            x = utt.waveform.astype(np.float32)
+            x /= np.abs(x).max()  # normalised to full scale, as sox --norm or an editor leaves it
+            at_16k = torchaudio.functional.resample(torch.from_numpy(x), utt.sampling_rate, 16_000).numpy()
+            peak = float(np.abs(at_16k).max())
+            if peak > 1.0:
+                path = tmp_path / f"{voice}-{pitch}.wav"
+                sf.write(path, x, utt.sampling_rate, subtype="FLOAT")
+                loaded += [(path, None, peak), (at_16k, 16_000, peak)]  # load_audio resamples / the user did
+    assert loaded, "no clip overshot full scale once resampled: the check below would test nothing"
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        for audio, sr, _ in loaded:
+            out = load_audio(audio, sampling_rate=sr)
+            assert np.isclose(np.abs(out).max(), 1.0, atol=1e-6)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert capsys.readouterr() == ("", "")
+    assert not [w for w in recwarn if "peak" in str(w.message)]
+    debug = [
+        r.getMessage() for r in caplog.records if r.name == "hf_slm.audio" and r.levelno == logging.DEBUG
+    ]
+    assert len(debug) == len(loaded) and all("scaled down to fit" in m for m in debug)
+    assert f"peaks at {loaded[0][2]:.3f}" in debug[0]  # the overshoot itself, 1.00x
 
 
 # --- bad input: each gets a typed error naming the problem and the fix ---------------------------

@@ -53,5 +53,8 @@ class GriffinLimVocoder:
         for row, n in zip(units, lengths):
             mel = torch.exp(self.centroids[row[: int(n)]]).T  # (n_mels, frames), power
             spec = self.inverse_mel(mel)
-            out.append(self.griffin_lim(spec).numpy().astype(np.float32))
+            wave = self.griffin_lim(spec).numpy().astype(np.float32)
+            # the centroids carry the corpus's arbitrary gain (Griffin-Lim output peaked at 2.6 on the
+            # 2-hour corpus): keep it within full scale, as the trained vocoder does
+            out.append(wave / max(1.0, float(np.abs(wave).max(initial=0.0))))
         return out
