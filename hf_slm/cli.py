@@ -211,7 +211,7 @@ def _cmd_units_pretrain_hubert(args: argparse.Namespace) -> int:
 
 def _cmd_units_pretrain_ctc(args: argparse.Namespace) -> int:
     from hf_slm.data import load_corpus
-    from hf_slm.units.ctc_pretraining import phone_processor, pretrain_ctc, small_ctc_config
+    from hf_slm.units.ctc_pretraining import PER_LIMIT, phone_processor, pretrain_ctc, small_ctc_config
 
     corpus = load_corpus(args.data)
     processor = phone_processor(corpus[args.split])
@@ -227,9 +227,16 @@ def _cmd_units_pretrain_ctc(args: argparse.Namespace) -> int:
     _plot_history(history, ["loss"], out / "training_loss.png", "CTC phone recognition")
     last = history[-1]
     per = last.get("phone_error_rate")
+    results_table, evals = "", None
+    if per is not None:
+        results_table, evals = phone_error_rate_card_results(
+            per, args.eval_split, min(PER_LIMIT, len(corpus[args.eval_split]))
+        )
     _write_trained_card(
         out,
         args,
+        results_table=results_table,
+        eval_results=evals,
         summary=f"A small HuBERT-architecture phone recogniser ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M "
         "parameters) trained from scratch by hf-slm with CTC on espeak phoneme transcripts of the train voices. "
         "Its hidden layers give speaker-independent speech units (`hf-slm units fit --frontend ssl`).",
@@ -244,6 +251,25 @@ def _cmd_units_pretrain_ctc(args: argparse.Namespace) -> int:
         f"wrote {out}: CTC loss {last['loss']:.3f}" + ("" if per is None else f", phone error rate {per:.3f}")
     )
     return 0
+
+
+def phone_error_rate_card_results(per: float, split: str, num_clips: int) -> tuple[str, list]:
+    """The Results section and ``model-index`` entry of a CTC phone recogniser's card: its phone error
+    rate as `units pretrain-ctc` measures it at the end of training (``training_log.json``)."""
+    from huggingface_hub import EvalResult
+
+    table = (
+        f"Phone error rate {per:.3f} on the first {num_clips} clips of the `{split}` split (voices never heard in "
+        "training): greedy CTC decoding against espeak-ng's phonemes, word boundaries not counted "
+        "(measured by `hf-slm units pretrain-ctc` at the end of training; `training_log.json`)."
+    )
+    evals = [
+        EvalResult(task_type="automatic-speech-recognition", task_name="phone recognition",
+                   dataset_type="hf-slm/synthetic-espeak-corpus", dataset_name="hf-slm synthetic corpus, held-out voices",
+                   dataset_split=split, metric_type="per", metric_name="phone error rate (greedy CTC)",
+                   metric_value=round(per, 4)),
+    ]  # fmt: skip
+    return table, evals
 
 
 def _cmd_units_from_ctc(args: argparse.Namespace) -> int:
@@ -358,43 +384,81 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     results = evaluate_resynthesis(systems, corpus[args.split], judge, limit=args.limit, out_dir=args.out)
     print_resynthesis_table(results)
     if args.update_cards:
-        _resynthesis_into_cards(results, dict(zip(systems, args.vocoder)), args)
+        _resynthesis_into_cards(results, dict(zip(systems, zip(args.tokenizer, args.vocoder))), args)
     if args.out:
         print(f"wrote {Path(args.out) / 'resynthesis.json'} and {Path(args.out) / 'resynthesis.png'}")
     return 0
 
 
-def _resynthesis_into_cards(results: dict, vocoder_dirs: dict[str, str], args: argparse.Namespace) -> None:
+def _resynthesis_into_cards(
+    results: dict, folders: dict[str, tuple[str, str]], args: argparse.Namespace
+) -> None:
+    """Put each system's measured resynthesis into the cards of the folders it measures: the vocoder, the
+    unit tokenizer and, for k-means units of an SSL encoder's hidden layer, that encoder (the resynthesis
+    of its units is its measured result). Each folder keeps the measurement as ``resynthesis.json``."""
     import json
-
-    from huggingface_hub import EvalResult
 
     from hf_slm.hub import update_card_results
 
+    for name, (tokenizer, vocoder) in folders.items():
+        table, evals = resynthesis_card_results(results, name, args.split)
+        targets = [(vocoder, ""), (tokenizer, "")]
+        encoder = _kmeans_ssl_encoder(tokenizer)
+        if encoder is not None:
+            folder, layer, n_units = encoder
+            targets.append((folder, (
+                f"The measured result of this encoder is the resynthesis of its layer-{layer} features as "
+                f"{n_units} k-means units (`{Path(tokenizer).name}`), spoken again by `{Path(vocoder).name}`. "
+            )))  # fmt: skip
+        for folder, preface in targets:
+            if folder == "griffin-lim" or not (Path(folder) / "README.md").exists():
+                continue
+            (Path(folder) / "resynthesis.json").write_text(
+                json.dumps({"topline": results["topline"], name: results["systems"][name]}, indent=2)
+            )
+            update_card_results(folder, preface + table, evals)
+            print(f"updated the card of {folder}")
+
+
+def _kmeans_ssl_encoder(tokenizer: str) -> tuple[str, int, int] | None:
+    """(folder, layer, units) of the SSL encoder whose hidden layer a k-means unit tokenizer quantizes, when
+    that encoder is a local folder with a card (a zoo folder beside the tokenizer); else None."""
+    import json
+
+    path = Path(tokenizer) / "config.json"
+    if not path.is_file():
+        return None
+    config = json.loads(path.read_text())
+    source = str((config.get("ssl_config") or {}).get("_name_or_path") or "")
+    if config.get("frontend") != "ssl" or config.get("quantizer", "kmeans") != "kmeans" or not source:
+        return None
+    for folder in (Path(tokenizer).parent / Path(source).name, Path(source)):
+        if (folder / "README.md").is_file():
+            return str(folder), int(config["ssl_layer"]), int(config["n_units"])
+    return None
+
+
+def resynthesis_card_results(results: dict, name: str, split: str) -> tuple[str, list]:
+    """The Results section and ``model-index`` entries of system ``name`` in `evaluate_resynthesis` results."""
+    from huggingface_hub import EvalResult
+
     top = results["topline"]["wer"]
-    for name, folder in vocoder_dirs.items():
-        if folder == "griffin-lim" or not (Path(folder) / "README.md").exists():
-            continue
-        r = results["systems"][name]
-        dataset = dict(dataset_type="hf-slm/synthetic-espeak-corpus", dataset_name="hf-slm synthetic corpus, held-out voices",
-                       dataset_split=args.split, task_type="audio-to-audio", task_name="resynthesis")  # fmt: skip
-        evals = [
-            EvalResult(**dataset, metric_type="wer", metric_name="judge WER (pocketsphinx + corpus LM)", metric_value=round(r["wer"], 4)),
-            EvalResult(**dataset, metric_type="wer_ratio", metric_name="WER / WER of the original audio", metric_value=round(r["wer_ratio"], 3)),
-            EvalResult(**dataset, metric_type="mcd", metric_name="mel-cepstral distortion (dB)", metric_value=round(r["mcd_db"], 3)),
-        ]  # fmt: skip
-        table = (
-            f"Resynthesis of {results['num_utterances']} clips of held-out voices (`{name}`), judged by pocketsphinx "
-            "with a language model of the training text (`hf-slm eval --task resynthesis`):\n\n"
-            "| audio | judge WER | x original | MCD (dB) |\n|---|---|---|---|\n"
-            f"| original (topline) | {top:.3f} | 1.00 | 0.00 |\n"
-            f"| resynthesised | {r['wer']:.3f} | {r['wer_ratio']:.2f} | {r['mcd_db']:.2f} |\n"
-        )
-        (Path(folder) / "resynthesis.json").write_text(
-            json.dumps({"topline": results["topline"], name: r}, indent=2)
-        )
-        update_card_results(folder, table, evals)
-        print(f"updated the card of {folder}")
+    r = results["systems"][name]
+    dataset = dict(dataset_type="hf-slm/synthetic-espeak-corpus", dataset_name="hf-slm synthetic corpus, held-out voices",
+                   dataset_split=split, task_type="audio-to-audio", task_name="resynthesis")  # fmt: skip
+    evals = [
+        EvalResult(**dataset, metric_type="wer", metric_name="judge WER (pocketsphinx + corpus LM)", metric_value=round(r["wer"], 4)),
+        EvalResult(**dataset, metric_type="wer_ratio", metric_name="WER / WER of the original audio", metric_value=round(r["wer_ratio"], 4)),
+        EvalResult(**dataset, metric_type="mcd", metric_name="mel-cepstral distortion (dB)", metric_value=round(r["mcd_db"], 4)),
+    ]  # fmt: skip
+    table = (
+        f"Resynthesis of {results['num_utterances']} clips of held-out voices (`{name}`), judged by pocketsphinx "
+        "with a language model of the training text (`hf-slm eval --task resynthesis`):\n\n"
+        "| audio | judge WER | x original | MCD (dB) |\n|---|---|---|---|\n"
+        f"| original (topline) | {top:.3f} | 1.00 | 0.00 |\n"
+        f"| resynthesised | {r['wer']:.3f} | {r['wer_ratio']:.2f} | {r['mcd_db']:.2f} |\n"
+    )
+    return table, evals
 
 
 def _cmd_data_text(args: argparse.Namespace) -> int:

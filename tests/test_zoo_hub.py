@@ -205,3 +205,57 @@ def test_cards_hold_what_the_hub_shows_and_numbers_come_from_results(name):
             result.task_name or result.task_type,
             result.metric_value,
         )
+
+
+# The zoo's components and the measurement each card's model-index records (a JSON kept in the folder).
+COMPONENTS = {
+    "ctc-phones-tiny": "training_log.json",  # phone error rate on validation, at the end of training
+    "hubert-tiny-it1": "resynthesis.json",  # the resynthesis of its layer-3 k-means units
+    "units-ctc-phones": "resynthesis.json",
+    "units-hubert-256": "resynthesis.json",
+    "units-mfcc-256": "resynthesis.json",
+    "vocoder-ctc-phones": "resynthesis.json",
+    "vocoder-hubert-256": "resynthesis.json",
+    "vocoder-mfcc-256": "resynthesis.json",
+}
+
+
+def _measured(folder: Path) -> set[float]:
+    """The folder's measured results: every number of its evaluation JSONs, and the evaluations logged at the
+    end of training (not the training losses)."""
+    measured = set()
+    for path in folder.glob("*.json"):
+        if path.name.startswith(("eval", "topline", "resynthesis")):
+            measured |= {round(x, 4) for x in _numbers(json.loads(path.read_text()))}
+    log = folder / "training_log.json"
+    if log.is_file():
+        for entry in json.loads(log.read_text()).get("history", []):
+            measured |= {round(v, 4) for k, v in entry.items() if k.endswith("error_rate")}
+    return measured
+
+
+def test_every_zoo_folder_is_covered():
+    assert set(COMPONENTS) | set(LMS) == {p.name for p in ZOO.iterdir() if (p / "README.md").is_file()}
+
+
+@pytest.mark.parametrize("name", sorted(COMPONENTS))
+def test_component_cards_carry_a_model_index_of_measured_results(name):
+    """Every component card has a model-index, and every number in it is one of the folder's measured results
+    (the JSON of the measurement stays in the folder), not typed by hand."""
+    from huggingface_hub import ModelCard
+
+    folder = ZOO / name
+    assert (folder / COMPONENTS[name]).is_file()
+    card = ModelCard.load(folder / "README.md")
+    data = card.data
+    assert data.library_name == "transformers" and data.license and data.datasets and "hf-slm" in data.tags
+    assert "hf-slm recipe run modeling/recipes/" in card.text and "## Results" in card.text
+    assert data.eval_results, f"{name}: no model-index"
+    measured = _measured(folder)
+    for result in data.eval_results:
+        assert result.dataset_split in ("validation", "test")  # voices never heard in training
+        assert round(result.metric_value, 4) in measured, (
+            result.task_name,
+            result.metric_name,
+            result.metric_value,
+        )

@@ -186,7 +186,8 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     ev.add_argument(
         "--update-cards",
         action="store_true",
-        help="write the results into the model card (resynthesis: each vocoder's card)",
+        help="write the results into the model card (resynthesis: the cards of each vocoder, its unit "
+        "tokenizer and, for k-means units of an SSL encoder, that encoder; each keeps resynthesis.json)",
     )
     sa = ev.add_argument_group("speech-aware LMs (--task asr,instructions,retention)")
     sa.add_argument(

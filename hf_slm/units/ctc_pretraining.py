@@ -110,9 +110,16 @@ def _batch(processor: Wav2Vec2Processor, waves: list[np.ndarray]) -> tuple[torch
     return feats["input_values"], feats["attention_mask"]
 
 
+PER_LIMIT = 200  # clips the end-of-training phone error rate is measured on
+
+
 @torch.inference_mode()
 def phone_error_rate(
-    model: HubertForCTC, processor: Wav2Vec2Processor, dataset: Any, limit: int = 200, batch_size: int = 16
+    model: HubertForCTC,
+    processor: Wav2Vec2Processor,
+    dataset: Any,
+    limit: int = PER_LIMIT,
+    batch_size: int = 16,
 ) -> float:
     """Greedy-CTC phone error rate (word boundaries not counted) on the first ``limit`` rows."""
     import jiwer
