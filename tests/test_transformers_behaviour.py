@@ -65,3 +65,33 @@ def test_space_names_the_context_limit(monkeypatch):
         runtime.continue_text(
             loaded, "the little dog found a red ball", max_new_tokens=limit + 10, temperature=0
         )
+
+
+def test_beam_search_copies_each_rows_clips_together():
+    from hf_slm.auto import _tiny_audio_chat
+
+    model = _tiny("hf_slm_speech_aware_lm")
+    inputs = _tiny_audio_chat(model, padding_side="left")  # row 0 holds clips 0 and 1, row 1 holds clip 2
+    ids, features = inputs["input_ids"], inputs["input_features"]
+    expanded_ids, kwargs = model._expand_inputs_for_generation(
+        expand_size=2, input_ids=ids, input_features=features,
+        feature_attention_mask=inputs["feature_attention_mask"], attention_mask=inputs["attention_mask"],
+    )  # fmt: skip
+    # the placeholders of rows 0, 0, 1, 1 read clips 0, 1, 0, 1, 2, 2 (transformers' own expansion: 0, 0, 1, 1, 2, 2)
+    assert expanded_ids.shape[0] == 4
+    assert torch.equal(kwargs["input_features"], features[[0, 1, 0, 1, 2, 2]])
+    assert torch.equal(kwargs["feature_attention_mask"], inputs["feature_attention_mask"][[0, 1, 0, 1, 2, 2]])
+    # beam search and several answers per prompt run on such a batch, and each row's best beam is the answer it
+    # gets alone (beam search on one row at a time)
+    settings = {
+        "num_beams": 2,
+        "num_return_sequences": 2,
+        "max_new_tokens": 3,
+        "min_new_tokens": 3,
+        "do_sample": False,
+    }
+    out = model.generate(**inputs, **settings)
+    assert out.shape == (4, ids.shape[1] + 3)
+    row1 = {k: v[1:] if k in ("input_ids", "attention_mask") else v[2:] for k, v in inputs.items()}
+    alone = model.generate(**row1, **settings)
+    assert torch.equal(out[2:, -3:], alone[:, -3:])

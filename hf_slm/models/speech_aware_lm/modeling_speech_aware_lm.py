@@ -884,6 +884,62 @@ class SpeechAwareLMForConditionalGeneration(SpeechAwareLMPreTrainedModel, Genera
         finally:
             self._audio_prompt = None
 
+    def _expand_inputs_for_generation(
+        self,
+        expand_size: int = 1,
+        is_encoder_decoder: bool = False,
+        input_ids: torch.LongTensor | None = None,
+        **model_kwargs: Any,
+    ) -> tuple[torch.LongTensor, dict[str, Any]]:
+        """transformers' expansion for beam search / `num_return_sequences`, with the clips copied per row.
+
+        transformers repeats every tensor row by row; the clips are not rows (a row may hold several, or
+        none), so `repeat_interleave` would put a row's first clip twice before its second. Here each row's
+        clips are repeated as a group, in the order of the repeated rows' placeholders."""
+        if model_kwargs.get("input_features") is None or input_ids is None or expand_size == 1:
+            return super()._expand_inputs_for_generation(
+                expand_size, is_encoder_decoder, input_ids, **model_kwargs
+            )
+        features = model_kwargs.pop("input_features")
+        feature_mask = model_kwargs.pop("feature_attention_mask", None)
+        groups = self._clips_of_rows(input_ids, feature_mask, features)
+        order = torch.cat([group.repeat(expand_size) for group in groups])
+        features = features[order.to(features.device)]
+        feature_mask = feature_mask[order.to(feature_mask.device)] if feature_mask is not None else None
+        input_ids, model_kwargs = super()._expand_inputs_for_generation(
+            expand_size, is_encoder_decoder, input_ids, **model_kwargs
+        )
+        model_kwargs["input_features"], model_kwargs["feature_attention_mask"] = features, feature_mask
+        return input_ids, model_kwargs
+
+    def _clips_of_rows(
+        self, input_ids: torch.LongTensor, feature_mask: torch.LongTensor | None, features: torch.FloatTensor
+    ) -> list[torch.LongTensor]:
+        """The indices of the clips that belong to each row (clips in placeholder order, consumed row by row)."""
+        if feature_mask is None:
+            feature_mask = torch.ones(features.shape[0], features.shape[-1], dtype=torch.long)
+        lengths = feature_mask.sum(-1).long().cpu()
+        if self.config.encoder_type == "whisper":  # its two convolutions halve the mel frames
+            frames = torch.div(lengths - 1, 2, rounding_mode="floor") + 1
+        else:
+            frames = self.audio_encoder._get_feat_extract_output_lengths(lengths).long()
+        ops = self.config.adapter_length_ops()
+        per_clip = [audio_output_length(int(n), ops) for n in frames]
+        slots = (input_ids == self.config.audio_token_id).sum(-1).tolist()
+        groups, clip = [], 0
+        for row, n in enumerate(slots):
+            start = clip
+            while n > 0 and clip < len(per_clip):
+                n -= per_clip[clip]
+                clip += 1
+            if n != 0:
+                raise ValueError(
+                    f"row {row}'s audio placeholders do not match its clips' embeddings: build the input with "
+                    "this model's processor (it writes one placeholder per embedding)"
+                )
+            groups.append(torch.arange(start, clip, dtype=torch.long))
+        return groups
+
     def prepare_inputs_for_generation(
         self,
         input_ids: torch.LongTensor,
