@@ -166,3 +166,26 @@ class UnitVocoderModelTest(ModelTesterMixin, unittest.TestCase):
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def test_a_checkpoint_without_its_fixed_buffers_loads_them_back(tmp_path):
+    """The DCT, mel filterbank and window are recomputed by `_init_weights` when a checkpoint lacks them
+    (written by an older version, or pruned): the reloaded tokenizer gives the same units."""
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(0)
+    tok = SpeechUnitTokenizer(SpeechUnitTokenizerConfig(frontend="mfcc", n_units=16)).eval()
+    tok.centroids.data.normal_()
+    tok.is_fitted.fill_(1)
+    tok.save_pretrained(tmp_path)
+    path = tmp_path / "model.safetensors"
+    fixed = ("frontend.dct", "frontend.mel.mel_scale.fb", "frontend.mel.spectrogram.window")
+    save_file({k: v for k, v in load_file(path).items() if k not in fixed}, path, metadata={"format": "pt"})
+    again = SpeechUnitTokenizer.from_pretrained(tmp_path).eval()
+    buffers, loaded = dict(tok.named_buffers()), dict(again.named_buffers())
+    for name in fixed:
+        assert torch.equal(loaded[name], buffers[name]), name
+    wave = 0.1 * torch.randn(1, 8000, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(
+        again.encode(wave, sampling_rate=16_000).units, tok.encode(wave, sampling_rate=16_000).units
+    )
