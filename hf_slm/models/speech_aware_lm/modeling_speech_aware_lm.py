@@ -252,7 +252,7 @@ def _whisper_forward(encoder: nn.Module, features: torch.Tensor, mel_lengths: to
     x = nn.functional.gelu(encoder.conv1(features))
     x = x * _mask(mel_lengths, x.shape[-1])[:, None, :].to(x.dtype)
     x = nn.functional.gelu(encoder.conv2(x))
-    lengths = torch.div(mel_lengths - 1, 2, rounding_mode="floor") + 1
+    lengths = encoder._get_feat_extract_output_lengths(mel_lengths)
     t = x.shape[-1]
     if t > encoder.max_source_positions:
         raise AudioError(
@@ -918,13 +918,9 @@ class SpeechAwareLMForConditionalGeneration(SpeechAwareLMPreTrainedModel, Genera
         """The indices of the clips that belong to each row (clips in placeholder order, consumed row by row)."""
         if feature_mask is None:
             feature_mask = torch.ones(features.shape[0], features.shape[-1], dtype=torch.long)
-        lengths = feature_mask.sum(-1).long().cpu()
-        if self.config.encoder_type == "whisper":  # its two convolutions halve the mel frames
-            frames = torch.div(lengths - 1, 2, rounding_mode="floor") + 1
-        else:
-            frames = self.audio_encoder._get_feat_extract_output_lengths(lengths).long()
+        frames = self.audio_encoder._get_feat_extract_output_lengths(feature_mask.sum(-1).long().cpu())
         ops = self.config.adapter_length_ops()
-        per_clip = [audio_output_length(int(n), ops) for n in frames]
+        per_clip = [audio_output_length(int(n), ops) for n in frames]  # as get_audio_embeds counts them
         slots = (input_ids == self.config.audio_token_id).sum(-1).tolist()
         groups, clip = [], 0
         for row, n in enumerate(slots):
